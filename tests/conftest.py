@@ -1,0 +1,48 @@
+"""Shared fixtures: the real offline data in ../shared (skipped cleanly when absent) and tiny models."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _shared_root() -> Path:
+    return Path(os.environ.get("REPRO_SHARED", ROOT.parent / "shared")).resolve()
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data`` (or $REPRO_SHARED_DATA); the test is skipped when it is not there."""
+    path = Path(os.environ.get("REPRO_SHARED_DATA", _shared_root() / "data"))
+    if not path.is_dir():
+        pytest.skip(f"real data not found at {path} (set REPRO_SHARED_DATA)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def splade_tiny() -> Path:
+    """The real trained splade-tiny model from ../shared/models (skipped when absent)."""
+    path = Path(os.environ.get("REPRO_SPLADE_TINY", _shared_root() / "models" / "splade-tiny"))
+    if not (path / "model.safetensors").is_file():
+        pytest.skip(f"splade-tiny not found at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def _tiny_mlm_session(tmp_path_factory) -> Path:
+    from repro.testing import build_random_mlm
+
+    return build_random_mlm(tmp_path_factory.mktemp("tiny-mlm") / "model")
+
+
+@pytest.fixture
+def tiny_mlm(_tiny_mlm_session, tmp_path) -> Path:
+    """A fresh copy (per test) of a 2-layer random BERT MLM with its own WordPiece tokenizer."""
+    dest = tmp_path / "tiny-mlm"
+    shutil.copytree(_tiny_mlm_session, dest)
+    return dest
