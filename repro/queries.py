@@ -1,0 +1,58 @@
+"""Query encoding to Anserini's pre-encoded query TSV, and reading such files back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from repro.atomic import atomic_write, check_writable
+from repro.errors import BadInputError
+from repro.manifest import write_manifest
+from repro.textio import iter_lines
+from repro.topics import read_topics
+
+
+def encode_topics(
+    source: str, output: Path, *, model: str, fmt: str = "auto", factor: float = 100, max_length: int = 64,
+    batch_size: int = 32, device: str | None = None, dtype: str = "float32", threads: int | None = None,
+    force: bool = False,
+) -> dict[str, Any]:
+    """Encode topics into ``qid<TAB>tok tok ...`` lines (token repeated weight times)."""
+    from repro.splade import SpladeEncoder, query_line
+
+    output = Path(output)
+    check_writable(output, force)
+    topics = read_topics(source, fmt)
+    encoder = SpladeEncoder(model, max_length=max_length, device=device, dtype=dtype, threads=threads)
+    vectors = encoder.encode(list(topics.values()), factor=factor, batch_size=batch_size)
+    with atomic_write(output) as handle:
+        for qid, vec in zip(topics, vectors):
+            handle.write(query_line(qid, vec) + "\n")
+    info = {
+        "queries": len(topics),
+        "avg_terms": sum(len(v) for v in vectors) / max(1, len(vectors)),
+        "empty_queries": sum(1 for v in vectors if not v),
+        "truncated_queries": encoder.stats.truncated,
+    }
+    write_manifest(output, "encode-queries", {"source": str(source), "model": model, "factor": factor,
+                                              "max_length": max_length, "dtype": dtype}, **info)
+    return info
+
+
+def read_encoded_queries(path: str | Path) -> dict[str, dict[str, int]]:
+    """Read Anserini's pre-encoded query TSV (plain or .gz) into {qid: {token: weight}}."""
+    path = Path(path)
+    queries: dict[str, dict[str, int]] = {}
+    for lineno, line in iter_lines(path):
+        if not line.strip():
+            continue
+        qid, sep, body = line.partition("\t")
+        if not sep or not qid.strip():
+            raise BadInputError("expected 'qid<TAB>token token ...'", path, lineno)
+        if qid in queries:
+            raise BadInputError(f"duplicate query id {qid!r}", path, lineno)
+        vec: dict[str, int] = {}
+        for tok in body.split():
+            vec[tok] = vec.get(tok, 0) + 1
+        queries[qid] = vec
+    return queries
