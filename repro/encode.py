@@ -169,8 +169,9 @@ def encode_corpus(
             log.info("collection already complete with these settings; nothing to do")
             return existing
         raise ReproError("a complete collection made with different settings is here; pass --force to redo it", out)
-    _prepare_output(out, config, force)
+    # Load the model first: a missing model must not leave an empty output folder behind.
     encoder = SpladeEncoder(model, max_length=max_length, device=device, dtype=dtype, threads=threads)
+    _prepare_output(out, config, force)
     rank, world = _rank()
     done = finished_shards(out)
     if done:

@@ -79,7 +79,12 @@ def load(source: ModelSource) -> tuple[Any, Any]:
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-    kwargs = {"local_files_only": True} if source.local else {}
+    kwargs = {"local_files_only": True} if source.local or _cached(source.path) else {}
+    if not kwargs and not hub_reachable():
+        raise ReproError(
+            f"model {source.path!r} is not a local folder, not in the Hugging Face cache, and the hub is "
+            "unreachable (no network?); download it elsewhere and pass the local folder"
+        )
     try:
         tokenizer = AutoTokenizer.from_pretrained(source.path, **kwargs)
         model = AutoModelForMaskedLM.from_pretrained(source.path, **kwargs)
@@ -92,3 +97,28 @@ def load(source: ModelSource) -> tuple[Any, Any]:
         ) from err
     model.eval()
     return tokenizer, model
+
+
+def _cached(repo_id: str) -> bool:
+    """Whether a hub model is already in the local Hugging Face cache (then no network is needed)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except Exception:  # an invalid repo id, an unreadable cache: treat as not cached
+        return False
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """One quick TCP connect to the hub, instead of transformers' minute of retries when offline."""
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True"):
+        return False
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        with socket.create_connection((url.hostname, url.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False

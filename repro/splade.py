@@ -65,7 +65,9 @@ class SpladeEncoder:
         self.tokenizer, self.model = model_io.load(self.source)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model.to(self.device)
-        limit = self.model.config.max_position_embeddings
+        # Explicit > the SparseEncoder's max_seq_length > the tokenizer's model_max_length, never
+        # beyond the position embeddings (512 for BERT).
+        limit = min(self.model.config.max_position_embeddings, self.tokenizer.model_max_length or 512)
         self.max_length = int(max_length or self.source.max_length or min(limit, 512))
         self.dtype = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
         self.encoder, self.head = _mlm_head(self.model)

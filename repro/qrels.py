@@ -1,0 +1,134 @@
+"""Relevance judgements (qrels): TREC qrels files, or an ir_datasets ID, as ``{qid: {docid: rel}}``.
+
+Relevance is an integer; graded (0..4) and negative grades (Cranfield's -1 = not relevant) are
+kept as given: measures decide what counts as relevant (``rel=`` in ir_measures, ``-l`` in
+trec_eval).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from repro.errors import BadInputError, ReproError, short
+
+QRELS_COLUMNS = "qid iter docid rel"
+_IRDS_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)+$")
+_IRDS_TOP = re.compile(r"^[A-Za-z][\w\-]*$")  # one-part IDs such as "cranfield", "vaswani"
+_FILE_SUFFIXES = {".txt", ".qrels", ".tsv", ".gz", ".trec", ".csv"}
+
+
+@dataclass
+class Qrels:
+    """Judgements by query; ``source`` is the file or ir_datasets ID they came from."""
+
+    source: str
+    by_query: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def query_ids(self) -> list[str]:
+        return list(self.by_query)
+
+    def __len__(self) -> int:
+        return sum(len(docs) for docs in self.by_query.values())
+
+
+def read_qrels(source: str | Path) -> Qrels:
+    """Read qrels from a TREC qrels file, or load them by ir_datasets ID (e.g. ``msmarco-passage/dev/small``)."""
+    text = str(source)
+    path = Path(text).expanduser()
+    if path.exists():
+        if not path.is_file():
+            raise ReproError("qrels path is not a file", path)
+        return _read_file(path)
+    if looks_like_irds_id(text) or (_IRDS_TOP.match(text) and _in_irds_registry(text)):
+        return _load_irds(text)
+    raise ReproError("qrels file not found (and not an ir_datasets ID such as msmarco-passage/dev/small)", path)
+
+
+def looks_like_irds_id(text: str) -> bool:
+    """``name/sub[/...]`` without a file suffix, e.g. ``msmarco-passage/trec-dl-2019/judged``."""
+    return bool(_IRDS_ID.match(text)) and Path(text).suffix.lower() not in _FILE_SUFFIXES
+
+
+def _in_irds_registry(text: str) -> bool:
+    try:
+        import ir_datasets
+    except ImportError:  # pragma: no cover
+        return False
+    return text in ir_datasets.registry
+
+
+def _read_file(path: Path) -> Qrels:
+    by_query: dict[str, dict[str, int]] = {}
+    first_line: dict[tuple[str, str], int] = {}
+    with open(path, "rb") as handle:
+        for lineno, raw in enumerate(handle, 1):
+            try:
+                fields = raw.decode("utf-8").split()
+            except UnicodeDecodeError as err:
+                raise BadInputError(f"not valid UTF-8 (byte 0x{raw[err.start]:02x} at column {err.start + 1})", path, lineno) from None
+            if not fields:
+                continue
+            if len(fields) != 4:
+                raise BadInputError(
+                    f"expected 4 whitespace-separated columns ({QRELS_COLUMNS}), found {len(fields)}: "
+                    f"{short(' '.join(fields))!r}",
+                    path,
+                    lineno,
+                )
+            qid, _, docid, rel_text = fields
+            try:
+                rel = int(rel_text)
+            except ValueError:
+                raise BadInputError(f"relevance (column 4) is not an integer: {short(rel_text, 40)!r}", path, lineno) from None
+            docs = by_query.setdefault(qid, {})
+            if docid in docs:
+                raise BadInputError(
+                    f"duplicate judgement of document {docid!r} for query {qid!r} (lines {first_line[qid, docid]} and {lineno})",
+                    path,
+                    lineno,
+                )
+            docs[docid] = rel
+            first_line[qid, docid] = lineno
+    if not by_query:
+        raise BadInputError("empty qrels file (no judgements)", path)
+    return Qrels(str(path), by_query)
+
+
+def _load_irds(dataset_id: str) -> Qrels:
+    try:
+        import ir_datasets
+    except ImportError:  # pragma: no cover - a declared dependency
+        raise ReproError("ir_datasets is not installed (pip install ir_datasets)") from None
+    if dataset_id not in ir_datasets.registry:
+        raise ReproError(
+            f"unknown ir_datasets ID {dataset_id!r} (and no such qrels file); IDs are listed at https://ir-datasets.com"
+        )
+    dataset = ir_datasets.load(dataset_id)
+    if not dataset.has_qrels():
+        raise ReproError(f"ir_datasets {dataset_id!r} has no qrels; pick a split that has judgements")
+    by_query: dict[str, dict[str, int]] = {}
+    try:
+        for qrel in dataset.qrels_iter():
+            docs = by_query.setdefault(str(qrel.query_id), {})
+            old = docs.get(qrel.doc_id)
+            if old is not None and old != int(qrel.relevance):
+                raise ReproError(
+                    f"ir_datasets {dataset_id!r} judges document {qrel.doc_id!r} for query {qrel.query_id!r} twice, "
+                    f"with different grades ({old} and {qrel.relevance})"
+                )
+            docs[str(qrel.doc_id)] = int(qrel.relevance)
+    except ReproError:
+        raise
+    except Exception as err:  # ConnectionError, HTTP errors, ir_datasets' own download errors...
+        raise ReproError(
+            f"ir_datasets could not download the qrels of {dataset_id!r} (no network?; {type(err).__name__}: "
+            f"{short(str(err), 60)}). Pre-place the dataset's files under $IR_DATASETS_HOME "
+            f"(default ~/.ir_datasets)/{dataset_id.split('/')[0]}/ as https://ir-datasets.com describes, "
+            f"or pass a qrels file"
+        ) from err
+    if not by_query:
+        raise ReproError(f"ir_datasets {dataset_id!r} returned no qrels")
+    return Qrels(dataset_id, by_query)
