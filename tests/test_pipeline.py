@@ -162,3 +162,28 @@ def test_index_refuses_tampered_collection(built, tmp_path):
     result = CliRunner().invoke(cli, ["index", str(coll), "-o", str(tmp_path / "idx")])
     assert result.exit_code != 0 and "checksum" in result.output
     assert not (tmp_path / "idx").exists()
+
+
+def test_terms_in_nearly_every_document_still_count(built):
+    """Pyserini's Python search drops query terms with very low idf; our Java path must not."""
+    tmp = built["tmp"]
+    docs = read_collection(tmp / "coll")
+    common = set.intersection(*(set(v) for d, v in docs.items() if d != "empty"))
+    assert common, "the random model should give some tokens to every document"
+    token = sorted(common)[0]
+    (tmp / "common.tsv").write_text(f"qc\t{token} {token}\n")
+    invoke("search", str(tmp / "idx"), "--encoded-queries", str(tmp / "common.tsv"), "-o", str(tmp / "c.trec"), "-k", "1000")
+    ranked = read_run(tmp / "c.trec")["qc"]
+    assert len(ranked) == len(docs) - 1  # every non-empty document matches
+    assert all(int(s.split(".")[0]) == 2 * docs[d][token] for d, s in ranked)
+
+
+def test_search_never_imports_pyserini(built):
+    """Importing pyserini's search module crashes without OPENAI_API_KEY and costs ~10 s; we do not need it."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from repro.search import run_search; from repro.index import build_impact_index; "
+            "print('pyserini' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
