@@ -98,37 +98,18 @@ def _read_file(path: Path) -> Qrels:
 
 
 def _load_irds(dataset_id: str) -> Qrels:
-    try:
-        import ir_datasets
-    except ImportError:  # pragma: no cover - a declared dependency
-        raise ReproError("ir_datasets is not installed (pip install ir_datasets)") from None
-    if dataset_id not in ir_datasets.registry:
-        raise ReproError(
-            f"unknown ir_datasets ID {dataset_id!r} (and no such qrels file); IDs are listed at https://ir-datasets.com"
-        )
-    dataset = ir_datasets.load(dataset_id)
-    if not dataset.has_qrels():
-        raise ReproError(f"ir_datasets {dataset_id!r} has no qrels; pick a split that has judgements")
+    from repro import irds  # one place for ir_datasets' unknown-ID and offline errors
+
     by_query: dict[str, dict[str, int]] = {}
-    try:
-        for qrel in dataset.qrels_iter():
-            docs = by_query.setdefault(str(qrel.query_id), {})
-            old = docs.get(qrel.doc_id)
-            if old is not None and old != int(qrel.relevance):
-                raise ReproError(
-                    f"ir_datasets {dataset_id!r} judges document {qrel.doc_id!r} for query {qrel.query_id!r} twice, "
-                    f"with different grades ({old} and {qrel.relevance})"
-                )
-            docs[str(qrel.doc_id)] = int(qrel.relevance)
-    except ReproError:
-        raise
-    except Exception as err:  # ConnectionError, HTTP errors, ir_datasets' own download errors...
-        raise ReproError(
-            f"ir_datasets could not download the qrels of {dataset_id!r} (no network?; {type(err).__name__}: "
-            f"{short(str(err), 60)}). Pre-place the dataset's files under $IR_DATASETS_HOME "
-            f"(default ~/.ir_datasets)/{dataset_id.split('/')[0]}/ as https://ir-datasets.com describes, "
-            f"or pass a qrels file"
-        ) from err
+    for qrel in irds.iterate(dataset_id, "qrels"):
+        docs = by_query.setdefault(str(qrel.query_id), {})
+        old = docs.get(str(qrel.doc_id))
+        if old is not None and old != int(qrel.relevance):
+            raise ReproError(
+                f"ir_datasets {dataset_id!r} judges document {qrel.doc_id!r} for query {qrel.query_id!r} twice, "
+                f"with different grades ({old} and {qrel.relevance})"
+            )
+        docs[str(qrel.doc_id)] = int(qrel.relevance)
     if not by_query:
         raise ReproError(f"ir_datasets {dataset_id!r} returned no qrels")
     return Qrels(dataset_id, by_query)

@@ -136,45 +136,44 @@ def _check_token(value: str, what: str, path: Path) -> None:
 # --- fast path ---------------------------------------------------------------------------------
 
 
-def _single_space_separated(path: Path) -> bool:
-    """True when every line is ASCII/UTF-8 tokens separated by exactly one space.
+def _plain_bytes(path: Path) -> bool:
+    """True when the file is valid UTF-8 without tabs, vertical tabs or form feeds.
 
-    Only then are pyarrow's single-delimiter columns exactly the whitespace-split tokens (an extra
-    space would create an empty column and shift the others silently).
+    With single spaces as the only separators, pyarrow's columns are the whitespace-split tokens,
+    except for empty fields (doubled, leading or trailing spaces), which `_read_fast` checks.
+    Only one-byte searches here: they run at memory speed.
     """
     decoder = codecs.getincrementaldecoder("utf-8")()
-    prev = b"\n"
-    empty = True
     with open(path, "rb") as handle:
         while block := handle.read(_BLOCK):
-            empty = empty and not block.strip()
-            joined = prev + block
-            if b"\t" in block or b"\r" in block or b"  " in joined or b"\n " in joined or b" \n" in joined:
-                return False
-            if b"\x00" in block or b"\x0b" in block or b"\x0c" in block:
+            if b"\t" in block or b"\x0b" in block or b"\x0c" in block:
                 return False
             if not block.isascii():
                 try:
                     decoder.decode(block)
                 except UnicodeDecodeError:
                     return False
-            prev = block[-1:]
-    return not empty and prev != b" "
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _read_fast(path: Path) -> Run | None:
     """Columnar parse with pyarrow; None means 'let the line reader decide' (odd layout or error)."""
-    if not _single_space_separated(path):
+    if not _plain_bytes(path):
         return None
     import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.csv as pcsv
 
     names = ["qid", "q0", "docid", "rank", "score", "tag"]
+    coded = pa.dictionary(pa.int32(), pa.string())  # few distinct values: cheap to keep, to check for ""
     read = pcsv.ReadOptions(column_names=names, block_size=_CSV_BLOCK, use_threads=True)
     parse = pcsv.ParseOptions(delimiter=" ", quote_char=False, double_quote=False, escape_char=False)
     convert = pcsv.ConvertOptions(
-        include_columns=["qid", "docid", "score"],
-        column_types={"qid": pa.dictionary(pa.int32(), pa.string()), "docid": pa.string(), "score": pa.float64()},
+        column_types={"qid": coded, "q0": coded, "docid": pa.string(), "rank": coded, "score": pa.float64(), "tag": coded},
         strings_can_be_null=False,
         quoted_strings_can_be_null=False,
         null_values=[],
@@ -183,9 +182,14 @@ def _read_fast(path: Path) -> Run | None:
     try:
         with pa.OSFile(str(path)) as source:  # not memory-mapped: mapped pages would count as RSS
             for batch in pcsv.open_csv(source, read_options=read, parse_options=parse, convert_options=convert):
-                qids.append(batch.column(0))
-                docids.append(batch.column(1))
-                scores.append(batch.column(2).to_numpy())
+                for name in ("qid", "q0", "rank", "tag"):
+                    if pc.min(pc.binary_length(batch.column(name).dictionary)).as_py() == 0:
+                        return None  # an empty field: a doubled, leading or trailing space
+                if pc.min(pc.binary_length(batch.column("docid"))).as_py() == 0:
+                    return None
+                qids.append(batch.column("qid"))
+                docids.append(batch.column("docid"))
+                scores.append(batch.column("score").to_numpy())
     except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError):
         return None
     if not scores:
@@ -237,12 +241,13 @@ def _iter_lines(path: Path) -> Iterator[tuple[int, list[str]]]:
     with open(path, "rb") as handle:
         for lineno, raw in enumerate(handle, 1):
             try:
-                line = raw.decode("utf-8")
+                raw.decode("utf-8")
             except UnicodeDecodeError as err:
                 raise BadInputError(
                     f"not valid UTF-8 (byte 0x{raw[err.start]:02x} at column {err.start + 1})", path, lineno
                 ) from None
-            fields = line.split()
+            # split the bytes: ASCII whitespace only, like trec_eval (a no-break space is not a separator)
+            fields = [field.decode("utf-8") for field in raw.split()]
             if fields:
                 yield lineno, fields
 

@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from repro import anserini
-from repro.atomic import atomic_write, check_writable
+from repro.atomic import check_writable
 from repro.errors import ReproError
 from repro.index import read_index_manifest
 from repro.manifest import write_manifest
+from repro.runfiles import write_run
 
 log = logging.getLogger(__name__)
 EXACT_LIMIT = 2**24  # Lucene scores are float32: integers above this are no longer exact
@@ -122,15 +123,11 @@ def format_scores(ranked: list[tuple[str, int | str]]) -> list[str]:
     return texts
 
 
-def write_run(path: Path, results: dict[str, list[tuple[str, int | str]]], tag: str) -> int:
-    """Write a TREC run atomically; return the number of lines."""
-    lines = 0
-    with atomic_write(path) as handle:
-        for qid, ranked in results.items():
-            for rank, ((docid, _), score) in enumerate(zip(ranked, format_scores(ranked)), start=1):
-                handle.write(f"{qid} Q0 {docid} {rank} {score} {tag}\n")
-                lines += 1
-    return lines
+def run_rows(results: dict[str, list[tuple[str, int | str]]]):
+    """(qid, docid, rank, score text) rows of a run, scores formatted by the tie rule."""
+    for qid, ranked in results.items():
+        for rank, ((docid, _), score) in enumerate(zip(ranked, format_scores(ranked)), start=1):
+            yield qid, docid, rank, score
 
 
 def run_search(index: Path, output: Path, *, topics: str | None = None, encoded_queries: str | None = None,
@@ -161,7 +158,7 @@ def run_search(index: Path, output: Path, *, topics: str | None = None, encoded_
     results = search_topics(index, searchable, kind=kind, hits=hits, threads=threads, memory=memory) if searchable else {}
     results = {qid: results.get(qid, []) for qid in queries if qid in results}
     tag = tag or ("repro-splade" if kind == "impact" else "repro-bm25")
-    lines = write_run(output, results, tag)
+    lines = write_run(output, run_rows(results), tag, force=force)
     return write_manifest(output, "search", {"index": str(index), "kind": kind, "topics": topics,
                                              "encoded_queries": encoded_queries, "model": model, "hits": hits},
                           queries=len(queries), empty_queries=len(empty), lines=lines)
