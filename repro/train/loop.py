@@ -125,6 +125,7 @@ def build_trainer(cfg: TrainConfig, work: Path):
         logging_steps=cfg.diagnostics_steps,
         report_to="none",
         dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),
         eval_strategy="no",
         disable_tqdm=False,
     )
