@@ -31,12 +31,8 @@ class _Group(click.Group):
             click.echo("error: interrupted (Ctrl-C); completed outputs were kept, partial ones removed", err=True)
             sys.exit(130)
         except MemoryError:
-            if ctx.obj and ctx.obj.get("verbose"):
-                traceback.print_exc()
             raise ReproError("out of memory; use a smaller --batch-size or more memory") from None
-        except Exception as err:  # a bug or an unforeseen environment problem
-            if ctx.obj and ctx.obj.get("verbose"):
-                traceback.print_exc()
+        except Exception as err:  # a bug or an unforeseen environment problem (main() prints the traceback on -v)
             raise click.ClickException(
                 f"internal error: {type(err).__name__}: {err} (run `repro -v ...` for the traceback)"
             ) from err
@@ -83,8 +79,8 @@ def main() -> None:
     except click.exceptions.Exit as ex:
         sys.exit(ex.exit_code)
     except click.ClickException as err:
-        if verbose and err.__cause__ is not None:
-            traceback.print_exception(err.__cause__)
+        if verbose:  # the whole chain: where the error was raised, and what caused it
+            traceback.print_exception(err)
         click.echo(f"error: {err.format_message()}", err=True)
         sys.exit(err.exit_code)
     except click.exceptions.Abort:

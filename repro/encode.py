@@ -9,7 +9,8 @@ Layout of the output folder::
 Shard k holds documents [k*S, (k+1)*S) of the corpus in corpus order, so a run killed at any
 moment (SIGKILL included) resumes by skipping finished shards and redoing the one in progress:
 each shard appears by atomic rename only when complete, and its encoding depends only on its
-own documents, so the result is byte-identical to an uninterrupted run.
+own documents, so the result is byte-identical to an uninterrupted run. Each shard's stats keep a
+fingerprint of its input documents: a shard whose documents changed before the resume is redone.
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from repro.atomic import atomic_write, remove_stale_temps, write_text
+from repro.atomic import TMP_PREFIX, atomic_write, remove_stale_temps, write_text
 from repro.corpus import Doc, iter_docs
-from repro.errors import ReproError
+from repro.errors import BadInputError, ReproError
 from repro.manifest import config_digest, manifest_path, read_manifest, sha256_file, write_manifest
 from repro.textio import ReadStats
 
@@ -59,6 +60,16 @@ def _chunks(docs: Iterator[Doc], size: int) -> Iterator[list[Doc]]:
         yield chunk
 
 
+def input_digest(docs: list[Doc]) -> str:
+    """Fingerprint of a shard's input (ids and texts): a resumed run redoes a shard whose input changed."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for doc in docs:
+        digest.update(json.dumps([doc.id, doc.text], ensure_ascii=False).encode("utf-8", "surrogatepass") + b"\n")
+    return digest.hexdigest()
+
+
 def _record(doc: Doc, vector: dict[str, int]) -> str:
     if not vector:
         vector = {EMPTY_TOKEN: 1}
@@ -79,10 +90,12 @@ class _ShardWriter:
         self._raise()
         self.jobs.put((index, docs, vectors, facts))
 
-    def close(self) -> None:
-        self.jobs.put(None)
-        self.thread.join()
-        self._raise()
+    def close(self, raise_error: bool = True) -> None:
+        if self.thread.is_alive():
+            self.jobs.put(None)
+            self.thread.join()
+        if raise_error:
+            self._raise()
 
     def _raise(self) -> None:
         if self.error is not None:
@@ -114,6 +127,7 @@ def write_shard(out: Path, index: int, docs: list[Doc], vectors: list[dict[str, 
         "sha256": sha256_file(target),
         "first_id": docs[0].id,
         "last_id": docs[-1].id,
+        "input_sha256": input_digest(docs),
         **facts,
     }
     write_text(out / STATE / (shard_name(index) + ".stats.json"), json.dumps(stats, sort_keys=True) + "\n")
@@ -171,6 +185,8 @@ def encode_corpus(
         raise ReproError("a complete collection made with different settings is here; pass --force to redo it", out)
     # Load the model first: a missing model must not leave an empty output folder behind.
     encoder = SpladeEncoder(model, max_length=max_length, device=device, dtype=dtype, threads=threads)
+    # Without a config.json nothing finished is here yet: on a bad corpus this run leaves nothing behind.
+    fresh, existed = force or not (out / STATE / "config.json").exists(), out.exists() and not force
     _prepare_output(out, config, force)
     rank, world = _rank()
     done = finished_shards(out)
@@ -183,18 +199,29 @@ def encode_corpus(
     try:
         for index, docs in enumerate(_chunks(iter_docs(source, fmt, skip_bad_lines, read_stats), shard_size)):
             total_docs += len(docs)
-            if index in done or index % world != rank:
+            if index % world != rank:
                 continue
+            if index in done:
+                if done[index].get("input_sha256") == input_digest(docs):
+                    continue
+                log.warning("%s: its input documents changed since it was written; encoding it again", shard_name(index))
             before = asdict(encoder.stats)
             vectors = encoder.encode([d.text for d in docs], factor=factor, batch_size=batch_size)
             facts = {k: v - before[k] for k, v in asdict(encoder.stats).items() if k in ("empty", "truncated", "quantized_empty")}
             writer.submit(index, docs, vectors, facts)
             bar.update(len(docs))
+        if total_docs == 0:
+            raise BadInputError("corpus has no documents", source)
+    except ReproError as err:
+        # A bad or unreadable corpus must not leave a half collection behind in a folder this run
+        # created; a failed write (disk full) keeps the finished shards, so the run can resume.
+        if fresh and err is not writer.error:
+            writer.close(raise_error=False)
+            _remove_output(out, keep_folder=existed)
+        raise
     finally:
         writer.close()
         bar.close()
-    if total_docs == 0:
-        raise ReproError("corpus has no documents", source)
     return _finish(out, config, total_docs, shard_size, read_stats, encoder.max_length)
 
 
@@ -211,7 +238,7 @@ def _prepare_output(out: Path, config: dict[str, Any], force: bool) -> None:
     cfg_file = out / STATE / "config.json"
     if out.exists() and force:
         shutil.rmtree(out)
-    if out.exists() and not cfg_file.exists() and any(out.iterdir()):
+    if out.exists() and not cfg_file.exists() and not _is_ours(out, layout_only=True) and any(out.iterdir()):
         raise ReproError("output folder exists and is not a repro collection; pass --force or choose another", out)
     if cfg_file.exists():
         previous = json.loads(cfg_file.read_text(encoding="utf-8"))
@@ -224,10 +251,29 @@ def _prepare_output(out: Path, config: dict[str, Any], force: bool) -> None:
         (out / STATE).mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ReproError(f"cannot create output folder: {err.strerror}", out) from err
+    remove_stale_temps(out)  # e.g. a manifest being written when the run was killed
     remove_stale_temps(out / SHARDS)
     remove_stale_temps(out / STATE)
     if not cfg_file.exists():
         write_text(cfg_file, json.dumps({"config": config, "digest": config_digest(config)}, sort_keys=True) + "\n")
+
+
+def _is_ours(out: Path, layout_only: bool = False) -> bool:
+    """Whether ``out`` holds a (partial) repro collection; ``layout_only``: also one killed before its config."""
+    if (out / STATE / "config.json").exists():
+        return True
+    if not layout_only or not out.is_dir():
+        return False
+    return all(item.name in (SHARDS, STATE) and item.is_dir() and not any(
+        f for f in item.iterdir() if not f.name.startswith(TMP_PREFIX)) for item in out.iterdir())
+
+
+def _remove_output(out: Path, keep_folder: bool) -> None:
+    """Remove what this run created: the whole folder, or only our layout in a folder the user made."""
+    import shutil
+
+    for item in ((out / SHARDS, out / STATE) if keep_folder else (out,)):
+        shutil.rmtree(item, ignore_errors=True)
 
 
 def _complete_manifest(out: Path) -> dict[str, Any] | None:
@@ -263,6 +309,7 @@ def _finish(
         truncated_documents=totals["truncated"],
         empty_token=EMPTY_TOKEN,
         bad_utf8_lines=read_stats.bad_utf8_lines,
+        first_bad_utf8_line=read_stats.first_bad_utf8,
         skipped_lines=read_stats.skipped_lines,
         skipped_examples=read_stats.skipped_examples,
         shards=[{"file": f"{SHARDS}/{shard_name(s['shard'])}", "docs": s["docs"], "sha256": s["sha256"], "weight_total": s["weight_total"]} for s in shards],

@@ -88,9 +88,10 @@ def load(source: ModelSource) -> tuple[Any, Any]:
     try:
         tokenizer = AutoTokenizer.from_pretrained(source.path, **kwargs)
         model = AutoModelForMaskedLM.from_pretrained(source.path, **kwargs)
-    except (OSError, ValueError) as err:
+    except Exception as err:  # OSError, ValueError, safetensors' SafetensorError (damaged weights), ...
         if source.local:
-            raise ReproError(f"cannot load model: {str(err).splitlines()[0]}", source.path) from err
+            first = (str(err).splitlines() or [""])[0]
+            raise ReproError(f"cannot load model: {type(err).__name__}: {first}", source.path) from err
         raise ReproError(
             f"could not fetch model {source.path!r} from the Hugging Face hub (no network? unknown ID?); "
             "download it elsewhere and pass the local folder"

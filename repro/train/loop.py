@@ -145,7 +145,6 @@ def build_trainer(cfg: TrainConfig, work: Path):
 
 def run_training(cfg: TrainConfig) -> dict[str, Any]:
     """Train, then write the model folder; returns the summary printed by the command."""
-    from transformers.trainer_utils import get_last_checkpoint
 
     from repro.atomic import atomic_dir
     from repro.manifest import write_manifest
@@ -158,7 +157,7 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
     checkpoint = None
     if cfg.resume:
         ckpt_dir = work / "checkpoints"
-        checkpoint = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
+        checkpoint = last_complete_checkpoint(ckpt_dir)
         if checkpoint is None:
             log.warning("no checkpoint saved yet in %s; starting from step 0", ckpt_dir)
     t0 = time.perf_counter()
@@ -196,3 +195,24 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
     summary["output"] = str(out)
     summary["work"] = str(work)
     return summary
+
+
+def last_complete_checkpoint(folder: Path) -> str | None:
+    """The newest checkpoint whose save finished.
+
+    The Trainer writes `checkpoint-N/` in place and `trainer_state.json` last, so a run killed while
+    saving leaves a folder without it; transformers' `get_last_checkpoint` would pick that folder
+    and crash on resume. Such a folder is skipped (and reported).
+    """
+    if not folder.is_dir():
+        return None
+    numbered = sorted(
+        (p for p in folder.iterdir() if p.is_dir() and p.name.startswith("checkpoint-") and p.name.split("-")[-1].isdigit()),
+        key=lambda p: int(p.name.split("-")[-1]),
+        reverse=True,
+    )
+    for candidate in numbered:
+        if (candidate / "trainer_state.json").is_file():
+            return str(candidate)
+        log.warning("skipping %s: its save did not finish (no trainer_state.json)", candidate)
+    return None
