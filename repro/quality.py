@@ -14,6 +14,10 @@ Definitions (all shares are of the text's total weight, i.e. sum of its nonzero 
 Warning rule (see `quality_warnings`): a punctuation or special token among the top-3 tokens of
 any probe text, or an aggregate punctuation share above 10% or special share above 5% of the
 weight, or a probe query with fewer than 3 nonzeros ("collapsed").
+
+`position_sources` says which input position ([CLS], [SEP], padding, the text's own tokens)
+supplied each pooled weight (`repro inspect --explain-positions`): the evidence for WHERE a
+punctuation weight comes from.
 """
 
 from __future__ import annotations
@@ -222,3 +226,72 @@ def model_report(model, texts: Sequence[str], top_k: int = 10, pooling_fault: st
     agg["flops_reg"] = flops_reg(vectors)
     warnings = quality_warnings({r["text"]: r for r in per_text}, agg)
     return {"texts": per_text, "aggregate": agg, "warnings": warnings, "pooling_fault": pooling_fault}
+
+
+POSITION_KINDS = ("cls", "sep", "pad", "text")
+
+
+def position_sources(model, texts: Sequence[str], top_k: int = 10, pooling_fault: str | None = None,
+                     max_length: int | None = None, batch_size: int = 32) -> dict[str, Any]:
+    """WHICH input positions produce the pooled weights (the max of max pooling comes from one position).
+
+    For every text and vocabulary term, the position whose log(1+relu(logit)) is the max is the
+    term's source. Positions are classed as `cls` (the [CLS] slot), `sep` ([SEP]), `pad` (padding,
+    only reachable with `pooling_fault="pad"`) and `text` (the text's own tokens). Returns per-text
+    top-k terms with their source position, and, over all texts, the share of the total weight and
+    of the punctuation weight that each kind of position supplies. Same vectors as `raw_vectors`.
+    """
+    import torch
+
+    if pooling_fault not in (None, *POOLING_FAULTS):
+        raise ValueError(f"unknown pooling fault {pooling_fault!r}")
+    classes = VocabClasses.from_tokenizer(model.tokenizer)
+    punct_mask = torch.tensor(classes.punct[: len(classes.tokens)])
+    tok = model.tokenizer
+    length = max_length or model.max_seq_length
+    totals = {k: 0.0 for k in POSITION_KINDS}
+    punct = {k: 0.0 for k in POSITION_KINDS}
+    per_text: list[dict[str, Any]] = []
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for start in range(0, len(texts), batch_size):
+                chunk = list(texts[start:start + batch_size])
+                padding = "max_length" if pooling_fault == "pad" else True
+                feats = tok(chunk, padding=padding, truncation=True, max_length=length, return_tensors="pt")
+                feats = {k: v.to(model.device) for k, v in feats.items()}
+                logits = model[0](dict(feats))["token_embeddings"].float()
+                act = torch.log1p(torch.relu(logits))
+                if pooling_fault is None:  # the correct pooling: padding can never be the max
+                    act = act * feats["attention_mask"].unsqueeze(-1).to(act.dtype)
+                weights, src = act.max(dim=1)  # (batch, vocab) each
+                ids = feats["input_ids"].cpu()
+                mask = feats["attention_mask"].cpu()
+                code = torch.full(ids.shape, POSITION_KINDS.index("text"))
+                code[ids == tok.cls_token_id] = POSITION_KINDS.index("cls")
+                code[ids == tok.sep_token_id] = POSITION_KINDS.index("sep")
+                code[mask == 0] = POSITION_KINDS.index("pad")
+                for b in range(len(chunk)):
+                    w = weights[b].cpu()
+                    s = src[b].cpu()
+                    nz = torch.nonzero(w > 0).flatten()
+                    term_kind = code[b][s[nz]]
+                    for k, kind in enumerate(POSITION_KINDS):
+                        sel = nz[term_kind == k]
+                        totals[kind] += float(w[sel].sum())
+                        punct[kind] += float(w[sel][punct_mask[sel]].sum())
+                    order = nz[torch.argsort(-w[nz])][:top_k]
+                    per_text.append({"text": chunk[b], "top": [
+                        [classes.tokens[int(i)], round(float(w[i]), 4),
+                         f"{POSITION_KINDS[int(code[b][s[i]])]}@{int(s[i])}"] for i in order]})
+    finally:
+        model.train(was_training)
+
+    def shares(d: dict[str, float]) -> dict[str, float]:
+        t = sum(d.values())
+        return {k: (v / t if t > 0 else 0.0) for k, v in d.items()}
+
+    return {"texts": per_text, "weight_share_by_position": shares(totals),
+            "punct_weight_share_by_position": shares(punct), "punct_weight": sum(punct.values()),
+            "total_weight": sum(totals.values()), "pooling_fault": pooling_fault}

@@ -5,8 +5,9 @@ Usage (from the project root, about 10 minutes on 2 CPU cores):
 
 Training pairs come from the documents only (title -> abstract with the title removed); no query
 or relevance judgement is used for training. Retrieval is scored here with an exact in-memory
-dot product over all 1400 documents (the lead's encode/index/search pipeline was not available
-when this was written) and ir_measures nDCG@10.
+dot product over all 1400 documents and ir_measures nDCG@10. The same models through the real
+pipeline: `repro reproduce cranfield.splade-tiny --model WORKDIR/trained --workdir ... --runs ...`
+(docs/training.md has both sets of numbers).
 
 Qrels mapping: cranqrel numbers queries 1..225 by POSITION in cran.qry (not by its .I ids).
 Grades are 1..4 with 1 = most relevant and -1 = not relevant; for nDCG a grade g > 0 becomes

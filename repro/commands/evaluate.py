@@ -30,7 +30,8 @@ from repro.evaluate import DEFAULT_MEASURES, PROVIDERS
 @click.option("--significance", is_flag=True, help="Paired t-test and randomization test of each run against the first.")
 @click.option("--permutations", type=click.IntRange(min=1), default=10_000, show_default=True, help="For the randomization test.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for subsampling, bootstrap and permutations.")
-def command(runs, qrels, measures, fmt, per_query, depth, provider, subsample, trials, bootstrap, significance, permutations, seed):
+@click.option("--compare", "compare_preset", metavar="PRESET[:TOPICS]", help="Verdicts against a preset's published numbers (see `repro presets`).")
+def command(runs, qrels, measures, fmt, per_query, depth, provider, subsample, trials, bootstrap, significance, permutations, seed, compare_preset):
     """Evaluate RUN files (TREC format) against qrels; one row per run, one column per measure.
 
     Queries in the qrels but missing from a run count as 0 (like trec_eval -c); warnings go to
@@ -50,6 +51,10 @@ def command(runs, qrels, measures, fmt, per_query, depth, provider, subsample, t
     )
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
+    if compare_preset:
+        from repro.verdict import compare_evaluation
+
+        click.echo(compare_evaluation(result, compare_preset), err=fmt != "table")
     main = result.per_query_table() if per_query else result.aggregate_table()
     if fmt == "json":
         click.echo(json.dumps(_as_json(result, tables, per_query), indent=2))

@@ -43,6 +43,20 @@ def _table(report: dict) -> str:
     return "\n".join(rows)
 
 
+def _positions_table(pos: dict) -> str:
+    rows = ["SOURCE POSITIONS (token:weight:kind@position; the max of max pooling comes from that position)"]
+    for r in pos["texts"]:
+        rows.append(f"{r['text'][:40]:40s} " + " ".join(f"{t}:{w:.2f}:{src}" for t, w, src in r["top"]))
+
+    def fmt(d: dict) -> str:
+        return ", ".join(f"{k} {v:.3f}" for k, v in d.items())
+
+    rows.append(f"share of ALL weight by source position: {fmt(pos['weight_share_by_position'])}")
+    rows.append(f"share of PUNCTUATION weight ({pos['punct_weight']:.2f} of {pos['total_weight']:.2f}) by source "
+                f"position: {fmt(pos['punct_weight_share_by_position'])}")
+    return "\n".join(rows)
+
+
 @click.command("inspect")
 @click.option("--model", "-m", required=True, help="SparseEncoder folder, plain *ForMaskedLM folder, or cached hub ID.")
 @click.argument("texts", nargs=-1)
@@ -53,7 +67,9 @@ def _table(report: dict) -> str:
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.option("--pooling-fault", type=click.Choice(["pad"]), default=None,
               help="DIAGNOSTIC ONLY: max-pool over padding positions too (texts padded to --max-length), to see the fault.")
-def command(model, texts, queries, limit, top_k, max_length, fmt, pooling_fault) -> None:
+@click.option("--explain-positions", is_flag=True, default=False,
+              help="Also show which input position ([CLS], [SEP], padding, text) supplies each top weight.")
+def command(model, texts, queries, limit, top_k, max_length, fmt, pooling_fault, explain_positions) -> None:
     """Per-text nonzeros, top tokens and punctuation/stopword/special/expansion shares, plus an aggregate.
 
     Computed on the raw SPLADE vector (no special-token filtering). Without TEXTS or --queries the
@@ -70,4 +86,14 @@ def command(model, texts, queries, limit, top_k, max_length, fmt, pooling_fault)
     encoder = load_sparse_encoder(model, max_seq_length=max_length)
     report = model_report(encoder, items, top_k=top_k, pooling_fault=pooling_fault, max_length=max_length)
     report["model"] = str(model)
-    click.echo(json.dumps(report, indent=1) if fmt == "json" else _table(report))
+    if explain_positions:
+        from repro.quality import position_sources
+
+        report["positions"] = position_sources(encoder, items, top_k=top_k, pooling_fault=pooling_fault,
+                                               max_length=max_length)
+    if fmt == "json":
+        click.echo(json.dumps(report, indent=1))
+    else:
+        click.echo(_table(report))
+        if explain_positions:
+            click.echo(_positions_table(report["positions"]))

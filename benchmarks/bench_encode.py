@@ -1,0 +1,158 @@
+"""Document encoding throughput on CPU: repro's SpladeEncoder vs sentence-transformers' SparseEncoder.
+
+Same texts (MS MARCO passage lengths, see common.msmarco_like_texts), same model, same max length,
+same threads, one process, interleaved repetitions; medians and the ratio. Also checks that the
+quantized (x100) vectors are identical to sentence-transformers' after removing special tokens,
+and counts how many quantized weights bf16 moves.
+
+    .venv/bin/python benchmarks/bench_encode.py                 # splade-tiny + BERT-base-sized
+    .venv/bin/python benchmarks/bench_encode.py --smoke         # seconds, for tests
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
+
+def build_st(path: Path, max_length: int):
+    """SparseEncoder from a plain MLM folder, offline: Transformer(fill-mask) + SpladePooling(max)."""
+    from sentence_transformers import SparseEncoder
+    from sentence_transformers.sparse_encoder.modules import SpladePooling
+
+    try:
+        from sentence_transformers.sentence_transformer.modules import Transformer
+    except ImportError:  # pragma: no cover - older layouts
+        from sentence_transformers.sparse_encoder.modules import MLMTransformer as Transformer
+    try:
+        mlm = Transformer(str(path), transformer_task="fill-mask", max_seq_length=max_length)
+    except TypeError:
+        from sentence_transformers.sparse_encoder.modules import MLMTransformer
+
+        mlm = MLMTransformer(str(path), max_seq_length=max_length)
+    return SparseEncoder(modules=[mlm, SpladePooling(pooling_strategy="max")], device="cpu")
+
+
+def st_vectors(model, texts: list[str], batch_size: int, factor: int = 100) -> list[dict[str, int]]:
+    import torch
+
+    emb = model.encode_document(texts, batch_size=batch_size, convert_to_tensor=True, show_progress_bar=False)
+    emb = emb.coalesce() if emb.is_sparse else emb.to_sparse().coalesce()
+    rows, cols = emb.indices()
+    q = torch.round(emb.values().float() * factor).to(torch.int32)
+    out: list[dict[int, int]] = [{} for _ in texts]
+    for r, c, v in zip(rows.tolist(), cols.tolist(), q.tolist()):
+        if v > 0:
+            out[r][c] = v
+    return out
+
+
+def compare(ours: list[dict[str, int]], theirs: list[dict[int, int]], vocab: list[str], special: set[int]) -> dict[str, int]:
+    """Differing integer weights after dropping special tokens from theirs; max |difference|."""
+    differ = total = worst = 0
+    for a, b in zip(ours, theirs):
+        b2 = {vocab[c]: v for c, v in b.items() if c not in special}
+        for tok in set(a) | set(b2):
+            total += 1
+            d = abs(a.get(tok, 0) - b2.get(tok, 0))
+            if d:
+                differ += 1
+                worst = max(worst, d)
+    return {"weights": total, "differ": differ, "max_abs_diff": worst}
+
+
+def bench_model(name: str, path: Path, texts: list[str], *, max_length: int, batch_size: int, reps: int,
+                threads: int, bf16: bool) -> dict:
+    import torch
+
+    from repro.splade import SpladeEncoder
+
+    torch.set_num_threads(threads)
+    ours = SpladeEncoder(str(path), max_length=max_length, device="cpu", threads=threads)
+    ours_bf16 = SpladeEncoder(str(path), max_length=max_length, device="cpu", threads=threads, dtype="bfloat16") if bf16 else None
+    st = build_st(path, max_length)
+    special = set(ours.special_ids)
+    # warm-up (first-call allocations, lazy inits), then the equality checks on the full set
+    ours.encode(texts[:batch_size], batch_size=batch_size)
+    st_vectors(st, texts[:batch_size], batch_size)
+    v_ours = ours.encode(texts, batch_size=batch_size)
+    v_st = st_vectors(st, texts, batch_size)
+    check = compare(v_ours, v_st, ours.vocab, special)
+    candidates = {
+        "sentence-transformers encode_document": lambda: st_vectors(st, texts, batch_size),
+        "repro SpladeEncoder fp32": lambda: ours.encode(texts, batch_size=batch_size),
+    }
+    bf16_check = None
+    if ours_bf16 is not None:
+        v_bf = ours_bf16.encode(texts, batch_size=batch_size)
+        bf16_check = compare(v_bf, [_ids(ours, v) for v in v_ours], ours.vocab, set())
+        candidates["repro SpladeEncoder bf16 autocast"] = lambda: ours_bf16.encode(texts, batch_size=batch_size)
+    times = common.interleaved(candidates, reps)
+    n = len(texts)
+    base = common.median(times["sentence-transformers encode_document"])
+    rows = []
+    for label, ts in times.items():
+        med = common.median(ts)
+        rows.append({"model": name, "method": label, "median_s": med, "docs_per_s": n / med, "speedup": base / med,
+                     "reps": len(ts)})
+    return {"model": name, "texts": n, "rows": rows, "st_equality": check, "bf16_vs_fp32": bf16_check}
+
+
+def _ids(encoder, vector: dict[str, int]) -> dict[int, int]:
+    lookup = encoder.__dict__.setdefault("_tok2id", {t: i for i, t in enumerate(encoder.vocab)})
+    return {lookup[t]: v for t, v in vector.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", type=Path, default=common.DEFAULT_WORK)
+    parser.add_argument("--texts", type=int, default=400, help="texts for splade-tiny")
+    parser.add_argument("--base-texts", type=int, default=48, help="texts for the BERT-base-sized model (0: skip)")
+    parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-bf16", action="store_true")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script runs")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.texts, args.base_texts, args.reps = 24, 0, 1
+    from transformers import AutoTokenizer
+
+    tiny = common.tiny_model(args.work)
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny))
+    texts, lengths = common.msmarco_like_texts(max(args.texts, args.base_texts), tokenizer)
+    print(f"machine: {common.machine()}")
+    print(f"texts: {len(texts)} (wordpieces: mean {lengths['mean']:.1f}, median {lengths['median']}, "
+          f"p10 {lengths['p10']}, p90 {lengths['p90']}, max {lengths['max']})")
+    results = [bench_model("splade-tiny" if tiny == common.SPLADE_TINY else "tiny (random)", tiny, texts[: args.texts],
+                           max_length=args.max_length, batch_size=args.batch_size, reps=args.reps,
+                           threads=args.threads, bf16=not args.no_bf16)]
+    if args.base_texts:
+        base = common.bert_base_splade(args.work)
+        results.append(bench_model("BERT-base-sized (random)", base, texts[: args.base_texts], max_length=args.max_length,
+                                   batch_size=args.batch_size, reps=args.reps, threads=args.threads,
+                                   bf16=not args.no_bf16))
+    rows = [[r["model"], r["method"], r["median_s"], r["docs_per_s"], r["speedup"]] for res in results for r in res["rows"]]
+    print(common.markdown_table(["model", "method", "median s", "docs/s", "vs ST"], rows))
+    for res in results:
+        eq = res["st_equality"]
+        print(f"{res['model']}: vs sentence-transformers (x100 ints, specials dropped): {eq['differ']} of "
+              f"{eq['weights']} weights differ (max |diff| {eq['max_abs_diff']})")
+        if res["bf16_vs_fp32"]:
+            bf = res["bf16_vs_fp32"]
+            print(f"{res['model']}: bf16 vs fp32: {bf['differ']} of {bf['weights']} weights differ "
+                  f"(max |diff| {bf['max_abs_diff']})")
+    if args.json:
+        common.save_json(args.json, {"machine": common.machine(), "date": common.today(), "lengths": lengths,
+                                     "results": results, "args": {k: str(v) for k, v in vars(args).items()}})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

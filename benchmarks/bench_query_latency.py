@@ -1,0 +1,173 @@
+"""One query at a time, text in -> top-1000 out: p50/p99 latency, split into encoding and retrieval.
+
+Encoders (real MS MARCO dev query texts, 1 thread): PyTorch SpladeEncoder (baseline) vs the ONNX
+query encoder (fp32 and int8), for splade-tiny and a BERT-base-sized model (random weights).
+Retrievers (synthetic index with SPLADE-like statistics, see common.SyntheticSplade; query j is
+synthetic query vector j, since a random-weight model's vectors are not SPLADE-like):
+  baseline  a fresh Anserini SearchCollection subprocess per query (repro.search.search_topics)
+  lucene    the in-process searcher (repro.searcher.LuceneImpactSearcher), exact
+  seismic   repro.seismic_backend.SeismicSearcher, approximate (recall@10 vs exact reported)
+End to end = encoding + retrieval of the same query, every variant run per query, interleaved.
+
+    .venv/bin/python benchmarks/bench_query_latency.py --docs 10000 100000
+    .venv/bin/python benchmarks/bench_query_latency.py --docs 1000000      # ~25 min index build, cached
+    .venv/bin/python benchmarks/bench_query_latency.py --smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
+
+def prepare_indexes(work: Path, docs: int, synth, *, seismic: bool, threads: int) -> dict:
+    coll = common.write_collection(work / f"synthetic-{docs}" / "collection", docs, synth)
+    lucene = work / f"synthetic-{docs}" / "lucene"
+    info = {"lucene": lucene, "lucene_build": common.build_lucene_index(coll, lucene, threads=threads)}
+    if seismic:
+        from repro.seismic_backend import build_seismic_index
+
+        folder = work / f"synthetic-{docs}" / "seismic"
+        if not (folder / "seismic.json").exists():
+            with common.PeakWatcher() as peak:
+                built = build_seismic_index(coll, folder, threads=threads)
+            built["peak_rss_mib"] = peak.self_mib
+            common.save_json(folder.parent / "seismic.build.json", built)
+        info["seismic"] = folder
+    return info
+
+
+def timed(fn, *args, **kwargs):
+    start = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - start
+
+
+def run_size(docs: int, args, encoders: dict, synth) -> dict:
+    from repro.search import search_topics
+    from repro.searcher import LuceneImpactSearcher
+    from repro.splade import query_line
+
+    idx = prepare_indexes(args.work, docs, synth, seismic=not args.no_seismic, threads=args.threads)
+    lucene = LuceneImpactSearcher(idx["lucene"])
+    seis = None
+    if "seismic" in idx:
+        from repro.seismic_backend import SeismicSearcher
+
+        seis = SeismicSearcher(idx["seismic"], query_cut=args.query_cut, heap_factor=args.heap_factor)
+    vectors = [synth.query_vector(j, docs) for j in range(args.queries)]
+    texts = common.real_queries(args.queries)
+    # warm-up: JIT of the in-process JVM, ONNX sessions, caches
+    for j in range(min(args.warmup, len(vectors))):
+        lucene.search(vectors[j], args.hits)
+        if seis:
+            seis.search(vectors[j], args.hits)
+        for enc in encoders.values():
+            enc.encode([texts[j]])
+    times: dict[str, list[float]] = {}
+    recall = []
+    retrievers = {"lucene in-process": lambda v: lucene.search(v, args.hits)}
+    if seis:
+        retrievers["seismic"] = lambda v: seis.search(v, args.hits)
+    for j, (vec, text) in enumerate(zip(vectors, texts)):
+        names = list(encoders)
+        for name in names[j % len(names):] + names[: j % len(names)]:
+            _, sec = timed(encoders[name].encode, [text])
+            times.setdefault(f"encode {name}", []).append(sec)
+        results = {}
+        for name in list(retrievers)[j % len(retrievers):] + list(retrievers)[: j % len(retrievers)]:
+            results[name], sec = timed(retrievers[name], vec)
+            times.setdefault(f"retrieve {name}", []).append(sec)
+        if j < args.baseline_queries:  # a fresh JVM per query: slow, so fewer queries
+            line = query_line(f"q{j}", vec).partition("\t")[2]
+            base, sec = timed(search_topics, idx["lucene"], {f"q{j}": line}, kind="impact", hits=args.hits, threads=1)
+            times.setdefault("retrieve subprocess SearchCollection", []).append(sec)
+            if base[f"q{j}"] != results["lucene in-process"]:
+                raise SystemExit(f"in-process results differ from SearchCollection for query {j}")
+        if seis:
+            exact = {d for d, _ in results["lucene in-process"][:10]}
+            got = {d for d, _ in results["seismic"][:10]}
+            recall.append(len(exact & got) / max(1, len(exact)))
+    lucene.close()
+    return {"docs": docs, "times": times, "recall_at_10": (sum(recall) / len(recall)) if recall else None,
+            "build": idx["lucene_build"]}
+
+
+def summarize(res: dict, models: list[str]) -> list[list]:
+    t = res["times"]
+    rows = []
+    pct = common.percentile
+
+    def row(label, enc_key, ret_key):
+        if enc_key not in t or ret_key not in t:
+            return
+        n = min(len(t[enc_key]), len(t[ret_key]))
+        e2e = [a + b for a, b in zip(t[enc_key][:n], t[ret_key][:n])]
+        rows.append([res["docs"], label, 1000 * pct(t[enc_key], 50), 1000 * pct(t[enc_key], 99),
+                     1000 * pct(t[ret_key], 50), 1000 * pct(t[ret_key], 99), 1000 * pct(e2e, 50), 1000 * pct(e2e, 99)])
+
+    for m in models:
+        row(f"{m}: baseline (PyTorch + SearchCollection subprocess)", f"encode {m} pytorch", "retrieve subprocess SearchCollection")
+        row(f"{m}: ONNX fp32 + in-process Lucene (exact)", f"encode {m} onnx", "retrieve lucene in-process")
+        row(f"{m}: ONNX int8 + in-process Lucene (exact)", f"encode {m} onnx-int8", "retrieve lucene in-process")
+        row(f"{m}: ONNX fp32 + Seismic (approx.)", f"encode {m} onnx", "retrieve seismic")
+        row(f"{m}: ONNX int8 + Seismic (approx.)", f"encode {m} onnx-int8", "retrieve seismic")
+        row(f"{m}: PyTorch + in-process Lucene", f"encode {m} pytorch", "retrieve lucene in-process")
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--docs", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--baseline-queries", type=int, default=20, help="queries run through a subprocess each")
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--hits", type=int, default=1000)
+    parser.add_argument("--threads", type=int, default=2, help="index build threads")
+    parser.add_argument("--models", default="tiny,base", help="comma list of tiny,base")
+    parser.add_argument("--query-cut", type=int, default=None, help="Seismic query_cut (default: backend's)")
+    parser.add_argument("--heap-factor", type=float, default=None, help="Seismic heap_factor (default: backend's)")
+    parser.add_argument("--no-seismic", action="store_true")
+    parser.add_argument("--work", type=Path, default=common.DEFAULT_WORK)
+    parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.docs, args.queries, args.baseline_queries, args.warmup, args.models = [2000], 6, 2, 2, "tiny"
+    from repro.onnx_query import OnnxQueryEncoder
+    from repro.splade import SpladeEncoder
+
+    encoders = {}
+    models = []
+    for m in args.models.split(","):
+        path = common.tiny_model(args.work) if m == "tiny" else common.bert_base_splade(args.work)
+        name = "splade-tiny" if path == common.SPLADE_TINY else ("tiny" if m == "tiny" else "BERT-base")
+        models.append(name)
+        encoders[f"{name} pytorch"] = SpladeEncoder(str(path), max_length=64, device="cpu", threads=1)
+        encoders[f"{name} onnx"] = OnnxQueryEncoder(str(path), max_length=64, threads=1)
+        encoders[f"{name} onnx-int8"] = OnnxQueryEncoder(str(path), max_length=64, threads=1, int8=True)
+    synth = common.SyntheticSplade()
+    print(f"machine: {common.machine()}")
+    all_rows, results = [], []
+    for docs in args.docs:
+        res = run_size(docs, args, encoders, synth)
+        results.append(res)
+        all_rows += summarize(res, models)
+        if res["recall_at_10"] is not None:
+            print(f"{docs} docs: Seismic recall@10 vs exact Lucene: {res['recall_at_10']:.3f}")
+    print(common.markdown_table(["docs", "pipeline", "encode p50 ms", "encode p99 ms", "retrieve p50 ms",
+                                 "retrieve p99 ms", "end-to-end p50 ms", "end-to-end p99 ms"], all_rows))
+    if args.json:
+        common.save_json(args.json, {"machine": common.machine(), "date": common.today(), "rows": all_rows,
+                                     "recall_at_10": {r["docs"]: r["recall_at_10"] for r in results},
+                                     "args": {k: str(v) for k, v in vars(args).items()}})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

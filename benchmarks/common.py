@@ -1,0 +1,375 @@
+"""Shared helpers for the speed benchmarks: machine facts, interleaved timing, text and vector sets.
+
+Every benchmark measures the baseline and ours in the same process run, interleaved, several
+repetitions, and reports medians and their ratio: the machine is small and shared, so only
+same-run comparisons mean anything.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import random
+import re
+import shutil
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("REPRO_SHARED", ROOT.parent / "shared"))
+SPLADE_TINY = SHARED / "models" / "splade-tiny"
+DATA = SHARED / "data"
+DEFAULT_WORK = Path(os.environ.get("REPRO_BENCH_WORK", Path.home() / ".cache" / "repro-bench"))
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+# --- machine and reporting ---------------------------------------------------------------------
+def machine() -> str:
+    """One line: CPU model, cores, RAM, Python, torch (if importable)."""
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    ram = ""
+    try:
+        kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
+        ram = f", {kb / 2**20:.0f} GiB RAM"
+    except (OSError, AttributeError):
+        pass
+    extra = ""
+    try:
+        import torch
+
+        extra = f", torch {torch.__version__}"
+    except ImportError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores{ram}, Python {platform.python_version()}{extra}"
+
+
+def today() -> str:
+    return _dt.date.today().isoformat()
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    pos = min(len(ordered) - 1, max(0, int(round(p / 100 * (len(ordered) - 1)))))
+    return ordered[pos]
+
+
+def interleaved(candidates: dict[str, Callable[[], Any]], reps: int) -> dict[str, list[float]]:
+    """Run each candidate once per repetition, in rotating order; wall seconds per run."""
+    times: dict[str, list[float]] = {name: [] for name in candidates}
+    names = list(candidates)
+    for rep in range(reps):
+        order = names[rep % len(names):] + names[: rep % len(names)]
+        for name in order:
+            start = time.perf_counter()
+            candidates[name]()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
+        return str(value)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def save_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def peak_rss_mib() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# --- models ------------------------------------------------------------------------------------
+def bert_base_splade(work: Path, *, layers: int = 12, hidden: int = 768, heads: int = 12,
+                     intermediate: int = 3072) -> Path:
+    """A random-weight BERT-base-sized MLM (vocab 30522) with the real bert-base-uncased tokenizer
+    of splade-tiny (random weights cost exactly what trained ones do); cached under ``work``."""
+    folder = work / f"bert-l{layers}-h{hidden}-random"
+    if (folder / "model.safetensors").exists():
+        return folder
+    import torch
+    from transformers import BertConfig, BertForMaskedLM
+
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    if (SPLADE_TINY / "tokenizer.json").exists():
+        for name in ("tokenizer.json", "tokenizer_config.json"):
+            shutil.copy(SPLADE_TINY / name, tmp / name)
+    else:  # no real tokenizer: a small trained one; its ids are < 30522 so the config still fits
+        from repro.testing import build_tokenizer
+
+        build_tokenizer(tmp)
+    config = BertConfig(vocab_size=30522, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                        intermediate_size=intermediate, max_position_embeddings=512)
+    torch.manual_seed(0)
+    BertForMaskedLM(config).save_pretrained(tmp)
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+    return folder
+
+
+def tiny_model(work: Path) -> Path:
+    """splade-tiny when present, else a random 2-layer/128-hidden BERT MLM of the same shape."""
+    if (SPLADE_TINY / "model.safetensors").exists():
+        return SPLADE_TINY
+    return bert_base_splade(work, layers=2, hidden=128, heads=2, intermediate=512)
+
+
+# --- texts ---------------------------------------------------------------------------------------
+def _source_texts() -> tuple[list[str], list[str]]:
+    """(real MS MARCO passages, other real abstracts: CACM and Cranfield)."""
+    marco: list[str] = []
+    for name in ("full_collection", "val_collection"):
+        path = DATA / "splade-toy" / name / "raw.tsv"
+        if path.exists():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                parts = line.split("\t", 1)
+                if len(parts) == 2 and parts[1].strip():
+                    marco.append(parts[1].strip())
+    marco = list(dict.fromkeys(marco))
+    other: list[str] = []
+    cacm = DATA / "cacm" / "cacm.jsonl"
+    if cacm.exists():
+        for line in cacm.read_text(encoding="utf-8").splitlines():
+            text = json.loads(line).get("contents", "")
+            if len(text.split()) > 40:
+                other.append(" ".join(text.split()))
+    cran = DATA / "cranfield" / "cran.all.1400"
+    if cran.exists():
+        for block in cran.read_text(encoding="utf-8", errors="replace").split(".W")[1:]:
+            body = block.split("\n.I ")[0]
+            if len(body.split()) > 40:
+                other.append(" ".join(body.split()))
+    return marco, other
+
+
+def msmarco_like_texts(n: int, tokenizer: Any, seed: int = 0) -> tuple[list[str], dict[str, float]]:
+    """``n`` real texts with MS MARCO passage lengths.
+
+    Target lengths (wordpieces incl. [CLS]/[SEP]) are drawn from the lengths of the real MS MARCO
+    passages in splade-toy (mean about 75). Each text is a real MS MARCO passage, or a window of
+    a real CACM/Cranfield abstract cut to the drawn length (whole words, cut by the tokenizer's
+    offsets). Without the shared data, synthetic word salad of the same lengths is used.
+    """
+    rng = random.Random(seed)
+    marco, other = _source_texts()
+    if not marco:
+        words = "the of retrieval sparse model query document index passage system aircraft flow".split()
+        targets = [max(8, int(rng.gauss(75, 25))) for _ in range(n)]
+        texts = [" ".join(rng.choice(words) for _ in range(t - 2)) for t in targets]
+    else:
+        lengths = [len(ids) for ids in tokenizer(marco)["input_ids"]]
+        texts = list(marco[:n])
+        pool = other or marco
+        while len(texts) < n:
+            target = rng.choice(lengths)
+            src = rng.choice(pool).split()
+            start = rng.randrange(0, max(1, len(src) - 10))
+            window = src[start : start + target]  # words >= wordpieces - 2; cut below
+            ids = tokenizer(" ".join(window), add_special_tokens=False)["input_ids"]
+            while len(ids) > target - 2 and len(window) > 1:
+                window = window[: max(1, int(len(window) * (target - 2) / len(ids)))]
+                ids = tokenizer(" ".join(window), add_special_tokens=False)["input_ids"]
+            texts.append(" ".join(window))
+        rng.shuffle(texts)
+    lens = [len(ids) for ids in tokenizer(texts)["input_ids"]]
+    return texts, {"mean": statistics.mean(lens), "median": statistics.median(lens), "max": max(lens),
+                   "p10": percentile(lens, 10), "p90": percentile(lens, 90)}
+
+
+def real_queries(n: int) -> list[str]:
+    path = DATA / "msmarco-passage" / "topics.msmarco-passage.dev-subset.txt"
+    if path.exists():
+        queries = [line.split("\t", 1)[1].strip() for line in path.read_text(encoding="utf-8").splitlines() if "\t" in line]
+        return queries[:n]
+    rng = random.Random(1)
+    words = "what is the best way to cook rice how many legs does a spider have define retrieval".split()
+    return [" ".join(rng.choice(words) for _ in range(rng.randint(4, 9))) for _ in range(n)]
+
+
+# --- synthetic SPLADE-like vectors ----------------------------------------------------------------
+VOCAB = 30522
+
+
+def vocabulary() -> list[str]:
+    """Index terms: the real wordpieces (specials removed) when available, else t00000..."""
+    path = SPLADE_TINY / "tokenizer.json"
+    if path.exists():
+        vocab = json.loads(path.read_text(encoding="utf-8"))["model"]["vocab"]
+        tokens = [tok for tok, _ in sorted(vocab.items(), key=lambda kv: kv[1])]
+        tokens = [t for t in tokens if not (t.startswith("[") and t.endswith("]"))]
+        return tokens
+    return [f"t{i:05d}" for i in range(VOCAB)]
+
+
+class SyntheticSplade:
+    """SPLADE-like integer vectors: documents of 150-200 nonzeros, queries of 20-40.
+
+    Terms: Zipf (exponent 1.0) over the vocabulary, drawn without replacement, the term ranks
+    shuffled once so frequent terms are spread over the vocabulary. Weights (x100 quantized):
+    log-normal, median about 35 for documents and 60 for queries, clipped to 1..300, the shape of
+    real SPLADE++ weights (many small weights, a long tail). Queries are drawn as half terms from a
+    random document (so each query has real matches) and half from the Zipf distribution.
+    """
+
+    def __init__(self, seed: int = 0, exponent: float = 1.0) -> None:
+        import numpy as np
+
+        self.np = np
+        self.tokens = vocabulary()
+        v = len(self.tokens)
+        rng = np.random.default_rng(seed)
+        p = 1.0 / np.arange(1, v + 1) ** exponent
+        self.cdf = np.cumsum(p / p.sum())
+        self.perm = rng.permutation(v)
+        self.seed = seed
+
+    def _terms(self, rng, k: int):
+        np = self.np
+        seen: list[int] = []
+        have: set[int] = set()
+        while len(seen) < k:
+            draw = np.searchsorted(self.cdf, rng.random(2 * k))
+            for t in draw.tolist():
+                if t not in have:
+                    have.add(t)
+                    seen.append(t)
+                    if len(seen) == k:
+                        break
+        return self.perm[np.array(seen)]
+
+    def _weights(self, rng, k: int, mu: float):
+        np = self.np
+        return np.clip(np.rint(np.exp(rng.normal(mu, 0.8, k))), 1, 300).astype(np.int64)
+
+    def doc(self, i: int) -> tuple[Any, Any]:
+        """Term ids (sorted) and weights of document ``i`` (deterministic in i)."""
+        np = self.np
+        rng = np.random.default_rng([self.seed, i])
+        k = int(rng.integers(150, 201))
+        terms = np.sort(self._terms(rng, k))
+        return terms, self._weights(rng, k, 3.55)
+
+    def query(self, j: int, docs: int) -> tuple[Any, Any]:
+        np = self.np
+        rng = np.random.default_rng([self.seed, 10**9 + j])
+        k = int(rng.integers(20, 41))
+        dterms, _ = self.doc(int(rng.integers(0, docs)))
+        a = rng.choice(dterms, size=k // 2, replace=False)
+        b = self._terms(rng, k)
+        terms = np.array(list(dict.fromkeys(list(a.tolist()) + list(b.tolist())))[:k])
+        return np.sort(terms), self._weights(rng, len(terms), 4.1)
+
+    def doc_vector(self, i: int) -> dict[str, int]:
+        terms, weights = self.doc(i)
+        return {self.tokens[t]: int(w) for t, w in zip(terms.tolist(), weights.tolist())}
+
+    def query_vector(self, j: int, docs: int) -> dict[str, int]:
+        terms, weights = self.query(j, docs)
+        return {self.tokens[t]: int(w) for t, w in zip(terms.tolist(), weights.tolist())}
+
+
+def doc_id(i: int) -> str:
+    return f"d{i}"
+
+
+def write_collection(folder: Path, docs: int, synth: SyntheticSplade, shard: int = 100_000) -> Path:
+    """Anserini JsonVectorCollection shards for docs 0..docs-1 (cached: reused if complete)."""
+    done = folder / "COMPLETE"
+    if done.exists():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    for start in range(0, docs, shard):
+        with open(folder / f"part-{start // shard:05d}.jsonl", "w", encoding="utf-8") as out:
+            for i in range(start, min(docs, start + shard)):
+                out.write(json.dumps({"id": doc_id(i), "contents": "", "vector": synth.doc_vector(i)}) + "\n")
+    done.write_text(str(docs))
+    return folder
+
+
+def build_lucene_index(collection: Path, index: Path, threads: int = 2, memory: str | None = None) -> dict[str, float]:
+    """Anserini impact index (cached); returns build seconds, size and the JVM's peak RSS when built now."""
+    from repro import anserini
+
+    info_file = index.parent / (index.name + ".build.json")
+    if (index / "COMPLETE").exists() and info_file.exists():
+        return json.loads(info_file.read_text())
+    shutil.rmtree(index, ignore_errors=True)
+    start = time.perf_counter()
+    with PeakWatcher() as peak:
+        anserini.run("io.anserini.index.IndexCollection",
+                     ["-collection", "JsonVectorCollection", "-input", str(collection), "-index", str(index),
+                      "-generator", "DefaultLuceneDocumentGenerator", "-threads", str(threads), "-impact",
+                      "-pretokenized"], memory=memory, what="Anserini IndexCollection")
+    seconds = time.perf_counter() - start
+    info = {"seconds": seconds, "bytes": dir_bytes(index), "peak_rss_mib": peak.children_mib}
+    (index / "COMPLETE").write_text("ok")
+    info_file.write_text(json.dumps(info))
+    return info
+
+
+class PeakWatcher:
+    """Polls (every 0.1 s) the RSS of this process and, separately, of all its child processes."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.self_mib = self.children_mib = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        import psutil
+
+        me = psutil.Process()
+        while True:
+            try:
+                kids = sum(c.memory_info().rss for c in me.children(recursive=True))
+            except psutil.Error:
+                kids = 0
+            self.children_mib = max(self.children_mib, kids / 2**20)
+            self.self_mib = max(self.self_mib, me.memory_info().rss / 2**20)
+            if self._stop.wait(0.1):
+                return
+
+    def __enter__(self) -> "PeakWatcher":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def dir_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())

@@ -1,0 +1,1 @@
+"""Reproduction presets as data: one TOML per reproduction, read by `repro.preset`."""
