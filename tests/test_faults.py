@@ -203,7 +203,7 @@ def test_encode_survives_twenty_random_sigkills(tmp_path, _tiny_mlm_session):
     collection equals an uninterrupted run byte for byte, and progress grows across the kills."""
     rng = random.Random(20261115)
     corpus = tmp_path / "corpus.tsv"
-    ids = make_corpus(corpus, 300, min_words=10, max_words=40)
+    ids = make_corpus(corpus, 600, min_words=10, max_words=40)
     env = subprocess_env()
     ref, out = tmp_path / "ref", tmp_path / "coll"
     started = time.time()
