@@ -25,6 +25,9 @@ import time
 import zipfile
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine  # noqa: E402  (one machine description for every benchmark)
+
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,18 +83,6 @@ def measure(cmd: list[str], repeats: int) -> tuple[float, float, str]:
         peaks.append(int(rss.group(1)) / 1024 if rss else float("nan"))
         out = proc.stdout
     return statistics.median(walls), statistics.median(peaks), out
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{platform.platform()}, {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
 def main() -> None:
