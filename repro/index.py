@@ -74,6 +74,25 @@ def build_impact_index(collection: Path, output: Path, *, threads: int | None = 
     return info
 
 
+def build_seismic(collection: Path, output: Path, *, threads: int | None = None, force: bool = False,
+                  params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Index a verified repro collection with Seismic (approximate); the document count is checked."""
+    from repro.seismic_backend import build_seismic_index
+
+    collection, output = Path(collection), Path(output)
+    encoded = verify_collection(collection)
+    info = build_seismic_index(
+        collection, output, threads=_threads(threads), force=force, **(params or {}),
+        manifest={"config": {"collection": str(collection)},
+                  "facts": {"collection_digest": encoded["config_digest"], "encode_config": encoded["config"],
+                            "weight_total": encoded["weight_total"]}},
+    )
+    if info["documents"] != encoded["documents"]:
+        raise ReproError(f"Seismic indexed {info['documents']} documents, the collection has {encoded['documents']}",
+                         collection)
+    return info
+
+
 def _iter_texts(source: str):
     """Documents for BM25: a repro collection's contents, or any corpus input."""
     path = Path(source)

@@ -25,7 +25,7 @@ from typing import Any
 
 from repro import model as model_io
 from repro.errors import ReproError
-from repro.splade import DEFAULT_FACTOR
+from repro.splade import DEFAULT_FACTOR, EncodeStats
 
 OPSET = 17
 
@@ -140,28 +140,53 @@ class OnnxQueryEncoder:
         self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         size = self.session.get_outputs()[0].shape[-1]
         self.vocab = self.tokenizer.convert_ids_to_tokens(list(range(size)))
+        self.special = {i for i in self.tokenizer.all_special_ids if i is not None}
+        self.pad_id = self.tokenizer.pad_token_id or 0
+        self.stats = EncodeStats()
+
+    def tokenize(self, texts: Sequence[str]) -> tuple[list[list[int]], list[bool]]:
+        """Token ids per text (truncated to max_length) and whether each was truncated (as SpladeEncoder)."""
+        enc = self.tokenizer(list(texts), truncation=True, max_length=self.max_length, add_special_tokens=True)
+        truncated = [len(e.overflowing) > 0 for e in enc.encodings] if enc.encodings else [False] * len(texts)
+        return enc["input_ids"], truncated
+
+    def weights_ids(self, batch_ids: Sequence[Sequence[int]]):
+        """Float (batch, vocab) numpy weights for token-id lists, padded to the longest."""
+        import numpy as np
+
+        width = max(len(ids) for ids in batch_ids)
+        input_ids = np.full((len(batch_ids), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(batch_ids), width), dtype=np.int64)
+        for row, ids in enumerate(batch_ids):
+            input_ids[row, : len(ids)] = ids
+            mask[row, : len(ids)] = 1
+        return self.session.run(None, {"input_ids": input_ids, "attention_mask": mask})[0]
 
     def weights(self, texts: Sequence[str]):
-        """Float (batch, vocab) numpy weights for a padded batch of texts."""
-        import numpy as np
-
-        enc = self.tokenizer(list(texts), truncation=True, max_length=self.max_length, padding=True,
-                             return_tensors="np")
-        feeds = {"input_ids": enc["input_ids"].astype(np.int64), "attention_mask": enc["attention_mask"].astype(np.int64)}
-        return self.session.run(None, feeds)[0]
+        """Float (batch, vocab) numpy weights for a batch of texts."""
+        return self.weights_ids(self.tokenize(texts)[0])
 
     def encode(self, texts: Sequence[str], factor: float = DEFAULT_FACTOR, batch_size: int = 32) -> list[dict[str, int]]:
-        """Quantized {token: int} per text, round half to even like SpladeEncoder.quantize; empty texts -> {}."""
+        """Quantized {token: int} per text, round half to even like SpladeEncoder.quantize.
+
+        Texts with no tokens besides specials get {} (the rule of SpladeEncoder.encode_ids).
+        """
         import numpy as np
 
+        ids, truncated = self.tokenize(texts)
         out: list[dict[str, int]] = [{} for _ in texts]
-        todo = [i for i, t in enumerate(texts) if t.strip()]
-        todo.sort(key=lambda i: len(texts[i]))
+        todo = sorted((i for i in range(len(ids)) if any(t not in self.special for t in ids[i])),
+                      key=lambda i: (len(ids[i]), i))
         for start in range(0, len(todo), batch_size):
             chunk = todo[start : start + batch_size]
-            w = self.weights([texts[i] for i in chunk])
+            w = self.weights_ids([ids[i] for i in chunk])
             q = np.rint(w.astype(np.float32) * np.float32(factor)).astype(np.int32)
             rows, cols = np.nonzero(q > 0)
             for r, c in zip(rows.tolist(), cols.tolist()):
                 out[chunk[r]][self.vocab[c]] = int(q[r, c])
+        self.stats.texts += len(texts)
+        self.stats.empty += sum(1 for t in texts if not t.strip())
+        self.stats.truncated += sum(truncated)
+        self.stats.quantized_empty += sum(1 for t, v in zip(texts, out) if t.strip() and not v)
+        self.stats.nonzeros += sum(len(v) for v in out)
         return out

@@ -26,6 +26,7 @@ from repro.errors import ReproError
 from repro.index import read_index_manifest
 from repro.manifest import write_manifest
 from repro.runfiles import write_run
+from repro.splade import query_line
 
 log = logging.getLogger(__name__)
 EXACT_LIMIT = 2**24  # Lucene scores are float32: integers above this are no longer exact
@@ -133,56 +134,101 @@ def run_rows(results: dict[str, list[tuple[str, int | str]]]):
 def run_search(index: Path, output: Path, *, topics: str | None = None, encoded_queries: str | None = None,
                model: str | None = None, topic_format: str = "auto", hits: int = 1000, threads: int | None = None,
                batch_size: int = 32, query_max_length: int = 64, factor: float | None = None, tag: str | None = None,
-               memory: str | None = None, force: bool = False) -> dict[str, Any]:
-    """Search an index (impact or BM25, from its manifest) and write a TREC run with a manifest."""
+               memory: str | None = None, backend: str | None = None, runtime: str = "torch",
+               query_cut: int | None = None, heap_factor: float | None = None, force: bool = False) -> dict[str, Any]:
+    """Search an index (Lucene impact or BM25, or Seismic; from its manifest) and write a TREC run with a manifest."""
     index, output = Path(index), Path(output)
     check_writable(output, force)
     meta = read_index_manifest(index)
     kind = meta["config"]["kind"]
+    engine = "seismic" if kind == "seismic" else "lucene"
+    if backend and backend != engine:
+        built = "a Seismic index" if engine == "seismic" else f"a Lucene {kind} index"
+        raise ReproError(f"--backend {backend}, but this is {built}; build one with `repro index --backend {backend}`",
+                         index)
     if hits < 1:
         raise ReproError("--hits must be at least 1")
-    if kind == "impact":
-        queries = _impact_queries(meta, topics, encoded_queries, model, topic_format, batch_size, query_max_length, factor)
-    else:
+    if engine == "lucene" and (query_cut or heap_factor):
+        raise ReproError("--query-cut and --heap-factor are Seismic settings; this is a Lucene index", index)
+    if kind == "bm25":
         if encoded_queries or model:
             raise ReproError("this is a BM25 index: give --topics (text), not --model or --encoded-queries", index)
         if not topics:
             raise ReproError("give --topics for a BM25 search")
         from repro.topics import read_topics
 
-        queries = {qid: _clean(text) for qid, text in read_topics(topics, topic_format).items()}
-    empty = [qid for qid, text in queries.items() if not text.strip()]
+        queries: dict[str, Any] = {qid: _clean(text) for qid, text in read_topics(topics, topic_format).items()}
+        empty = [qid for qid, text in queries.items() if not text.strip()]
+    else:
+        queries = impact_queries(meta, topics, encoded_queries, model, topic_format, batch_size, query_max_length,
+                                 factor, runtime, threads)
+        empty = [qid for qid, vec in queries.items() if not any(w > 0 for w in vec.values())]
     if empty:
         log.warning("%d quer(ies) have no terms and get no results (e.g. %s)", len(empty), empty[0])
-    searchable = {qid: text for qid, text in queries.items() if text.strip()}
-    results = search_topics(index, searchable, kind=kind, hits=hits, threads=threads, memory=memory) if searchable else {}
-    results = {qid: results.get(qid, []) for qid in queries if qid in results}
-    tag = tag or ("repro-splade" if kind == "impact" else "repro-bm25")
+    searchable = {qid: q for qid, q in queries.items() if qid not in set(empty)}
+    if not searchable:
+        results = {}
+    elif engine == "seismic":
+        results = _search_seismic(index, searchable, hits, query_cut, heap_factor)
+    else:
+        if kind == "impact":
+            searchable = {qid: query_line(qid, vec).partition("\t")[2] for qid, vec in searchable.items()}
+        results = search_topics(index, searchable, kind=kind, hits=hits, threads=threads, memory=memory)
+    tag = tag or {"impact": "repro-splade", "seismic": "repro-splade-seismic"}.get(kind, "repro-bm25")
     lines = write_run(output, run_rows(results), tag, force=force)
     return write_manifest(output, "search", {"index": str(index), "kind": kind, "topics": topics,
-                                             "encoded_queries": encoded_queries, "model": model, "hits": hits},
+                                             "encoded_queries": encoded_queries, "model": model, "hits": hits,
+                                             "runtime": runtime if model else None,
+                                             "seismic": {"query_cut": query_cut, "heap_factor": heap_factor}
+                                             if engine == "seismic" else None},
                           queries=len(queries), empty_queries=len(empty), lines=lines)
 
 
-def _impact_queries(meta, topics, encoded_queries, model, topic_format, batch_size, query_max_length, factor) -> dict[str, str]:
-    """Query lines for impact search: pre-encoded files as they are, or text encoded with --model."""
-    from repro.splade import query_line
+def _search_seismic(index: Path, queries: dict[str, dict[str, int]], hits: int, query_cut: int | None,
+                    heap_factor: float | None) -> dict[str, list[tuple[str, int | str]]]:
+    """Approximate top-``hits`` per query with Seismic, in process (ordered by the tie rule)."""
+    from repro.seismic_backend import SeismicSearcher
 
+    searcher = SeismicSearcher(index, query_cut=query_cut, heap_factor=heap_factor)
+    return {qid: searcher.search(vec, hits) for qid, vec in queries.items()}
+
+
+def impact_queries(meta: dict[str, Any], topics: str | None, encoded_queries: str | None, model: str | None,
+                   topic_format: str = "auto", batch_size: int = 32, query_max_length: int = 64,
+                   factor: float | None = None, runtime: str = "torch",
+                   threads: int | None = None) -> dict[str, dict[str, int]]:
+    """Query vectors for a SPLADE index: a pre-encoded file as it is, or text encoded with ``model``."""
     if encoded_queries:
         if topics or model:
             raise ReproError("give either --encoded-queries, or --topics with --model, not both")
         from repro.queries import read_encoded_queries
 
-        vectors = read_encoded_queries(encoded_queries)
-    else:
-        if not topics or not model:
-            raise ReproError("impact search needs --topics with --model (text queries), or --encoded-queries FILE")
-        from repro.splade import SpladeEncoder
-        from repro.topics import read_topics
+        return read_encoded_queries(encoded_queries)
+    if not topics or not model:
+        raise ReproError("impact search needs --topics with --model (text queries), or --encoded-queries FILE")
+    from repro.queries import query_encoder
+    from repro.topics import read_topics
 
-        texts = read_topics(topics, topic_format)
-        if factor is None:
-            factor = meta.get("encode_config", {}).get("factor", 100)
-        encoder = SpladeEncoder(model, max_length=query_max_length)
-        vectors = dict(zip(texts, encoder.encode(list(texts.values()), factor=factor, batch_size=batch_size)))
-    return {qid: query_line(qid, vec).partition("\t")[2] for qid, vec in vectors.items()}
+    texts = read_topics(topics, topic_format)
+    if factor is None:
+        factor = meta.get("encode_config", {}).get("factor", 100)
+    encoder = query_encoder(model, runtime=runtime, max_length=query_max_length, threads=threads)
+    return dict(zip(texts, encoder.encode(list(texts.values()), factor=factor, batch_size=batch_size)))
+
+
+def open_searcher(index: Path, *, query_cut: int | None = None, heap_factor: float | None = None,
+                  memory: str | None = None) -> Any:
+    """An in-process searcher for a SPLADE index (Lucene exact or Seismic approximate): ``.search(vector, k)``."""
+    meta = read_index_manifest(Path(index))
+    kind = meta["config"]["kind"]
+    if kind == "seismic":
+        from repro.seismic_backend import SeismicSearcher
+
+        return SeismicSearcher(Path(index), query_cut=query_cut, heap_factor=heap_factor)
+    if kind != "impact":
+        raise ReproError(f"interactive search needs a SPLADE index (impact or Seismic), not {kind}", index)
+    if query_cut or heap_factor:
+        raise ReproError("--query-cut and --heap-factor are Seismic settings; this is a Lucene index", index)
+    from repro.searcher import LuceneImpactSearcher
+
+    return LuceneImpactSearcher(Path(index), memory=memory)

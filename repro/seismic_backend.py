@@ -22,6 +22,7 @@ from typing import Any
 
 from repro.atomic import atomic_dir
 from repro.errors import ReproError
+from repro.manifest import write_manifest
 
 INDEX_FILE = "seismic"  # Seismic appends .index.seismic
 TOKENS_FILE = "tokens.json"
@@ -54,11 +55,14 @@ def iter_collection(collection: Path) -> Iterator[tuple[str, dict[str, int]]]:
 
 def build_seismic_index(collection: Path | Iterable[tuple[str, dict[str, int]]], output: Path, *,
                         n_postings: int | None = None, threads: int = 0, force: bool = False,
-                        batch: int = 50_000, **params: Any) -> dict[str, Any]:
+                        batch: int = 50_000, manifest: dict[str, Any] | None = None,
+                        **params: Any) -> dict[str, Any]:
     """Build a Seismic index from integer vectors; returns counts, seconds and the settings used.
 
     ``n_postings`` (average postings kept per term) defaults to Seismic's 3500 for collections of
-    up to 1M documents, scaled linearly above (the authors use 4000-6000 at 8.8M).
+    up to 1M documents, scaled linearly above (the authors use 4000-6000 at 8.8M). With
+    ``manifest`` (config and facts of the source collection), the folder also gets a repro index
+    manifest of kind "seismic", so `repro search` knows which engine to use.
     """
     import numpy as np
 
@@ -106,6 +110,9 @@ def build_seismic_index(collection: Path | Iterable[tuple[str, dict[str, int]]],
         info = {"documents": documents, "nonzeros": nonzeros, "terms": len(tokens), "settings": settings,
                 "seconds": round(time.perf_counter() - started, 2)}
         (tmp / "seismic.json").write_text(json.dumps(info, indent=1), encoding="utf-8")
+        if manifest is not None:
+            config = {"kind": "seismic", **manifest.get("config", {}), "settings": settings}
+            info = write_manifest(tmp, "index", config, **manifest.get("facts", {}), **info)
     return info
 
 

@@ -21,11 +21,13 @@ from repro.errors import ReproError
 @click.option("--shard-size", default=10_000, show_default=True, help="Documents per output shard (the unit of resume).")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available).")
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32", show_default=True)
-@click.option("--threads", type=int, default=None, help="CPU threads for torch.")
+@click.option("--threads", type=int, default=None, help="CPU threads for torch (or onnxruntime).")
+@click.option("--runtime", type=click.Choice(["torch", "onnx", "onnx-int8"]), default="torch", show_default=True,
+              help="Query encoder runtime (--queries only): onnx = same vectors, faster on CPU; onnx-int8 = faster still, approximate.")
 @click.option("--skip-bad-lines", is_flag=True, help="Skip malformed corpus lines (counted and reported) instead of stopping.")
 @click.option("--force", is_flag=True, help="Redo even if the output exists.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def command(source, model, output, queries, fmt, factor, max_length, batch_size, shard_size, device, dtype, threads, skip_bad_lines, force, quiet):
+def command(source, model, output, queries, fmt, factor, max_length, batch_size, shard_size, device, dtype, threads, runtime, skip_bad_lines, force, quiet):
     """Encode SOURCE (a file or an ir_datasets ID) with a SPLADE model.
 
     \b
@@ -39,11 +41,14 @@ def command(source, model, output, queries, fmt, factor, max_length, batch_size,
         raise ReproError("--factor must be positive")
     if shard_size < 1 or batch_size < 1:
         raise ReproError("--shard-size and --batch-size must be at least 1")
+    if runtime != "torch" and not queries:
+        raise ReproError("--runtime onnx/onnx-int8 is for query encoding (--queries); documents use torch")
     if queries:
         from repro.queries import encode_topics
 
         info = encode_topics(source, output, model=model, fmt=fmt, factor=factor, max_length=max_length or 64,
-                             batch_size=batch_size, device=device, dtype=dtype, threads=threads, force=force)
+                             batch_size=batch_size, device=device, dtype=dtype, threads=threads, runtime=runtime,
+                             force=force)
         click.echo(f"encoded {info['queries']} queries -> {output} (avg {info['avg_terms']:.1f} terms, "
                    f"{info['empty_queries']} empty)")
         return

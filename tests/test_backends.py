@@ -1,0 +1,189 @@
+"""The speed paths behind the CLI: ONNX query runtimes, the Seismic backend and `repro query`.
+
+Each is checked against the exact reference on the same collection: ONNX vectors against PyTorch's,
+Seismic's and the in-process searcher's results against exact dot products and the Lucene run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from repro.cli import cli
+from test_pipeline import invoke, read_collection, read_run
+
+MAX_DIFFERING = 2  # quantized weights allowed to move between runtimes (float rounding at .5 boundaries)
+
+
+def read_queries(path: Path) -> dict[str, Counter]:
+    return {line.split("\t")[0]: Counter(line.split("\t")[1].split()) for line in path.read_text().splitlines()}
+
+
+def differing(a: dict[str, Counter], b: dict[str, Counter]) -> tuple[int, int]:
+    differ = total = 0
+    for qid in a:
+        for tok in set(a[qid]) | set(b[qid]):
+            total += 1
+            differ += a[qid].get(tok) != b[qid].get(tok)
+    return differ, total
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, _tiny_mlm_session):
+    from test_pipeline import make_corpus
+
+    tmp = tmp_path_factory.mktemp("backends")
+    model = str(_tiny_mlm_session)
+    docs = make_corpus(tmp / "corpus.tsv")
+    topics = tmp / "topics.tsv"
+    topics.write_text("q1\tboundary layer heat transfer\nq2\tpython web server\nq3\tlazy dog\n"
+                      "q4\tbest restaurants in paris\nq5\tsupersonic wing lift\n", encoding="utf-8")
+    invoke("encode", str(tmp / "corpus.tsv"), "-m", model, "-o", str(tmp / "coll"), "--shard-size", "64", "-q")
+    invoke("index", str(tmp / "coll"), "-o", str(tmp / "idx"), "--threads", "2")
+    invoke("encode", str(topics), "--queries", "-m", model, "-o", str(tmp / "q.tsv"))
+    return {"tmp": tmp, "model": model, "docs": docs, "topics": topics}
+
+
+@pytest.fixture(autouse=True)
+def _onnx_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("REPRO_CACHE", str(tmp_path_factory.getbasetemp() / "onnx-cache"))
+
+
+def test_onnx_runtime_encodes_the_same_queries(built):
+    pytest.importorskip("onnxruntime")
+    tmp = built["tmp"]
+    invoke("encode", str(built["topics"]), "--queries", "-m", built["model"], "--runtime", "onnx", "-o", str(tmp / "qo.tsv"))
+    ref, got = read_queries(tmp / "q.tsv"), read_queries(tmp / "qo.tsv")
+    differ, total = differing(ref, got)
+    assert total > 50 and differ <= MAX_DIFFERING, (differ, total)
+    manifest = json.loads((tmp / "qo.tsv.manifest.json").read_text())
+    assert manifest["config"]["runtime"] == "onnx" and manifest["queries"] == 5
+
+
+def test_onnx_int8_runtime_is_close_but_not_identical(built):
+    pytest.importorskip("onnxruntime")
+    tmp = built["tmp"]
+    invoke("encode", str(built["topics"]), "--queries", "-m", built["model"], "--runtime", "onnx-int8",
+           "-o", str(tmp / "q8.tsv"))
+    ref, got = read_queries(tmp / "q.tsv"), read_queries(tmp / "q8.tsv")
+    for qid in ref:  # the heaviest terms survive int8 weights
+        top = {t for t, _ in ref[qid].most_common(5)}
+        assert len(top & set(got[qid])) >= 4, qid
+
+
+def test_search_with_onnx_runtime_equals_encoded_queries_run(built):
+    pytest.importorskip("onnxruntime")
+    tmp = built["tmp"]
+    invoke("search", str(tmp / "idx"), "-t", str(built["topics"]), "-m", built["model"], "--runtime", "onnx",
+           "-o", str(tmp / "onnx.trec"), "-k", "20")
+    invoke("encode", str(built["topics"]), "--queries", "-m", built["model"], "--runtime", "onnx",
+           "-o", str(tmp / "qo2.tsv"))
+    invoke("search", str(tmp / "idx"), "--encoded-queries", str(tmp / "qo2.tsv"), "-o", str(tmp / "enc.trec"), "-k", "20")
+    strip = lambda p: [line.rsplit(" ", 1)[0] for line in p.read_text().splitlines()]  # noqa: E731
+    assert strip(tmp / "onnx.trec") == strip(tmp / "enc.trec")
+
+
+def test_runtime_is_refused_for_documents(built, tmp_path):
+    result = CliRunner().invoke(cli, ["encode", str(built["tmp"] / "corpus.tsv"), "-m", built["model"],
+                                      "--runtime", "onnx", "-o", str(tmp_path / "c")])
+    assert result.exit_code == 2 and "--queries" in result.output
+    assert not (tmp_path / "c").exists()
+
+
+@pytest.fixture(scope="module")
+def seismic_index(built):
+    pytest.importorskip("seismic")
+    tmp = built["tmp"]
+    out = invoke("index", str(tmp / "coll"), "--backend", "seismic", "-o", str(tmp / "seis"))
+    assert "Seismic index" in out
+    return tmp / "seis"
+
+
+def test_seismic_index_has_a_manifest_checked_against_the_collection(built, seismic_index):
+    manifest = json.loads((seismic_index / "manifest.json").read_text())
+    coll = json.loads((built["tmp"] / "coll" / "manifest.json").read_text())
+    assert manifest["config"]["kind"] == "seismic"
+    assert manifest["documents"] == coll["documents"] == len(built["docs"])
+    assert manifest["collection_digest"] == coll["config_digest"]
+
+
+def test_seismic_search_scores_are_exact(built, seismic_index):
+    """At the default settings every score Seismic reports is the exact dot product (it is approximate
+    in WHICH documents it finds, not in their scores)."""
+    tmp = built["tmp"]
+    invoke("search", str(seismic_index), "--encoded-queries", str(tmp / "q.tsv"), "-o", str(tmp / "seis0.trec"), "-k", "10")
+    docs = read_collection(tmp / "coll")
+    queries = read_queries(tmp / "q.tsv")
+    for qid, ranked in read_run(tmp / "seis0.trec").items():
+        assert ranked
+        for docid, score in ranked:
+            assert int(score.split(".")[0]) == sum(w * docs[docid].get(t, 0) for t, w in queries[qid].items())
+
+
+def test_exhaustive_seismic_equals_lucene(built):
+    """With nothing pruned or skipped (all postings, full summaries, every query term) Seismic must
+    return exactly Lucene's ranking. (The random model's vectors, hundreds of flat weights, are far
+    from SPLADE's; recall at the defaults on SPLADE vectors is measured in docs/benchmarks.md.)"""
+    pytest.importorskip("seismic")
+    tmp = built["tmp"]
+    invoke("index", str(tmp / "coll"), "--backend", "seismic", "-o", str(tmp / "seis-full"), "--seismic", "n_postings=1000",
+           "--seismic", "summary_energy=1.0", "--seismic", "max_fraction=1.0", "--seismic", "doc_cut=1000")
+    invoke("search", str(tmp / "seis-full"), "--encoded-queries", str(tmp / "q.tsv"), "-o", str(tmp / "seis.trec"),
+           "-k", "10", "--query-cut", "1000", "--heap-factor", "1.0")
+    invoke("search", str(tmp / "idx"), "--encoded-queries", str(tmp / "q.tsv"), "-o", str(tmp / "luc.trec"), "-k", "10")
+    seis, exact = read_run(tmp / "seis.trec"), read_run(tmp / "luc.trec")
+    assert seis == exact
+    assert "repro-splade-seismic" in (tmp / "seis.trec").read_text().splitlines()[0]
+
+
+def test_bad_seismic_settings_are_refused(built, tmp_path):
+    for arg, says in (("nope=1", "KEY one of"), ("n_postings=abc", "not a number")):
+        result = CliRunner().invoke(cli, ["index", str(built["tmp"] / "coll"), "--backend", "seismic", "--seismic", arg,
+                                          "-o", str(tmp_path / "s")])
+        assert result.exit_code == 2 and says in result.output
+        assert not (tmp_path / "s").exists()
+
+
+def test_backend_must_match_the_index(built, seismic_index, tmp_path):
+    tmp = built["tmp"]
+    for index, backend, says in ((tmp / "idx", "seismic", "Lucene impact index"), (seismic_index, "lucene", "Seismic")):
+        result = CliRunner().invoke(cli, ["search", str(index), "--backend", backend, "--encoded-queries",
+                                          str(tmp / "q.tsv"), "-o", str(tmp_path / "x.trec")])
+        assert result.exit_code == 2 and says in result.output and "repro index --backend" in result.output
+        assert not (tmp_path / "x.trec").exists()
+    result = CliRunner().invoke(cli, ["search", str(tmp / "idx"), "--query-cut", "5", "--encoded-queries",
+                                      str(tmp / "q.tsv"), "-o", str(tmp_path / "x.trec")])
+    assert result.exit_code == 2 and "Seismic settings" in result.output
+
+
+def test_bm25_with_seismic_backend_is_refused(built, tmp_path):
+    result = CliRunner().invoke(cli, ["index", str(built["tmp"] / "coll"), "--bm25", "--backend", "seismic",
+                                      "-o", str(tmp_path / "b")])
+    assert result.exit_code == 2 and "--bm25" in result.output
+
+
+def test_query_command_equals_the_run(built):
+    """`repro query` (in-process Lucene, encoder kept loaded) prints the same top-k as `repro search`."""
+    tmp = built["tmp"]
+    invoke("search", str(tmp / "idx"), "-t", str(built["topics"]), "-m", built["model"], "-o", str(tmp / "t.trec"), "-k", "5")
+    expected = read_run(tmp / "t.trec")
+    stdin = "boundary layer heat transfer\n\nlazy dog\n"
+    result = CliRunner().invoke(cli, ["query", str(tmp / "idx"), "-m", built["model"], "--runtime", "torch", "-k", "5"],
+                                input=stdin, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    blocks = [b for b in result.output.split("# ")[1:]]
+    assert len(blocks) == 2 and "ms" in blocks[0]
+    for block, qid in zip(blocks, ("q1", "q3")):
+        rows = [line.split("\t") for line in block.splitlines()[1:]]
+        assert [(d, int(s)) for _, d, s in rows] == [(d, int(s.split(".")[0])) for d, s in expected[qid]]
+
+
+def test_query_command_on_seismic_and_bad_index(built, seismic_index, tmp_path):
+    out = invoke("query", str(seismic_index), "-m", built["model"], "--runtime", "torch", "-k", "3", "lazy", "dog")
+    assert out.startswith("# lazy dog") and len(out.strip().splitlines()) == 4
+    result = CliRunner().invoke(cli, ["query", str(tmp_path), "-m", built["model"], "x"])
+    assert result.exit_code == 2 and "manifest" in result.output
