@@ -27,12 +27,9 @@ class Doc:
 
 def detect_format(source: str | Path) -> str:
     """Pick a reader from the file name; ir_datasets IDs are names that are not paths."""
-    text = str(source)
-    if irds.looks_like_irds_id(text):
+    path = irds.local_source(source, "corpus")
+    if path is None:
         return "irds"
-    path = Path(text)
-    if not path.exists():
-        raise ReproError("corpus not found (neither a file nor an ir_datasets ID)", path)
     name = path.name.lower().removesuffix(".gz")
     if name.endswith((".tsv", ".txt")):
         return "tsv"

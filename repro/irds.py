@@ -17,6 +17,16 @@ def looks_like_irds_id(source: str | Path) -> bool:
     return not Path(text).exists() and bool(_ID.match(text))
 
 
+def local_source(source: str | Path, what: str) -> Path | None:
+    """None for an ir_datasets ID; otherwise the path, which must exist (error naming it)."""
+    if looks_like_irds_id(source):
+        return None
+    path = Path(source)
+    if not path.exists():
+        raise ReproError(f"{what} not found (neither a file nor an ir_datasets ID)", path)
+    return path
+
+
 def load(dataset_id: str) -> Any:
     """``ir_datasets.load`` with an error naming the ID instead of a KeyError."""
     import ir_datasets

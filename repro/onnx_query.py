@@ -184,9 +184,5 @@ class OnnxQueryEncoder:
             rows, cols = np.nonzero(q > 0)
             for r, c in zip(rows.tolist(), cols.tolist()):
                 out[chunk[r]][self.vocab[c]] = int(q[r, c])
-        self.stats.texts += len(texts)
-        self.stats.empty += sum(1 for t in texts if not t.strip())
-        self.stats.truncated += sum(truncated)
-        self.stats.quantized_empty += sum(1 for t, v in zip(texts, out) if t.strip() and not v)
-        self.stats.nonzeros += sum(len(v) for v in out)
+        self.stats.record(texts, truncated, out)
         return out

@@ -29,6 +29,14 @@ class EncodeStats:
     quantized_empty: int = 0
     nonzeros: int = 0
 
+    def record(self, texts: Sequence[str], truncated: Sequence[bool], vectors: Sequence[dict[str, int]]) -> None:
+        """Count one encoded batch: empty inputs, truncations, vectors quantized to nothing, nonzeros."""
+        self.texts += len(texts)
+        self.empty += sum(1 for t in texts if not t.strip())
+        self.truncated += sum(truncated)
+        self.quantized_empty += sum(1 for t, v in zip(texts, vectors) if t.strip() and not v)
+        self.nonzeros += sum(len(v) for v in vectors)
+
 
 def _mlm_head(model: Any) -> tuple[Any, Callable[[Any], Any]]:
     """Split a *ForMaskedLM into (encoder, head) so the head runs only on selected positions."""
@@ -213,11 +221,7 @@ class SpladeEncoder:
         """Tokenize and encode texts; counts empties, truncations and all-zero vectors."""
         ids, truncated = self.tokenize(texts)
         vectors = self.encode_ids(ids, factor, batch_size)
-        self.stats.texts += len(texts)
-        self.stats.empty += sum(1 for t in texts if not t.strip())
-        self.stats.truncated += sum(truncated)
-        self.stats.quantized_empty += sum(1 for t, v in zip(texts, vectors) if t.strip() and not v)
-        self.stats.nonzeros += sum(len(v) for v in vectors)
+        self.stats.record(texts, truncated, vectors)
         return vectors
 
     def encode_float(self, texts: Sequence[str], batch_size: int = 32):

@@ -19,11 +19,9 @@ TOPIC_FORMATS = ("auto", "tsv", "trec", "smart", "irds")
 
 
 def detect_topic_format(source: str | Path) -> str:
-    if irds.looks_like_irds_id(source):
+    path = irds.local_source(source, "topics")
+    if path is None:
         return "irds"
-    path = Path(source)
-    if not path.exists():
-        raise ReproError("topics not found (neither a file nor an ir_datasets ID)", path)
     name = path.name.lower().removesuffix(".gz")
     if name.endswith(".qry"):
         return "smart"

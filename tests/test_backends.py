@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from repro.cli import cli
-from test_pipeline import invoke, read_collection, read_run
+from test_pipeline import TOPICS, build_pipeline, invoke, read_collection, read_run
 
 MAX_DIFFERING = 2  # quantized weights allowed to move between runtimes (float rounding at .5 boundaries)
 
@@ -34,18 +34,7 @@ def differing(a: dict[str, Counter], b: dict[str, Counter]) -> tuple[int, int]:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, _tiny_mlm_session):
-    from test_pipeline import make_corpus
-
-    tmp = tmp_path_factory.mktemp("backends")
-    model = str(_tiny_mlm_session)
-    docs = make_corpus(tmp / "corpus.tsv")
-    topics = tmp / "topics.tsv"
-    topics.write_text("q1\tboundary layer heat transfer\nq2\tpython web server\nq3\tlazy dog\n"
-                      "q4\tbest restaurants in paris\nq5\tsupersonic wing lift\n", encoding="utf-8")
-    invoke("encode", str(tmp / "corpus.tsv"), "-m", model, "-o", str(tmp / "coll"), "--shard-size", "64", "-q")
-    invoke("index", str(tmp / "coll"), "-o", str(tmp / "idx"), "--threads", "2")
-    invoke("encode", str(topics), "--queries", "-m", model, "-o", str(tmp / "q.tsv"))
-    return {"tmp": tmp, "model": model, "docs": docs, "topics": topics}
+    return build_pipeline(tmp_path_factory.mktemp("backends"), str(_tiny_mlm_session), [*TOPICS, "supersonic wing lift"])
 
 
 @pytest.fixture(autouse=True)

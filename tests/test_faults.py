@@ -9,7 +9,6 @@ Fast, in-process cases run in the normal suite; the loops of real kills are `slo
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 import signal

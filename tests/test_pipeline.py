@@ -52,18 +52,23 @@ def read_run(path: Path) -> dict[str, list[tuple[str, str]]]:
     return run
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory, _tiny_mlm_session):
-    tmp = tmp_path_factory.mktemp("pipeline")
-    model = str(_tiny_mlm_session)
+TOPICS = ["boundary layer heat transfer", "python web server", "lazy dog", "best restaurants in paris"]
+
+
+def build_pipeline(tmp: Path, model: str, topics: list[str]) -> dict:
+    """corpus.tsv -> coll/ (encode) -> idx/ (Lucene impact index), and topics -> q.tsv (encoded)."""
     docs = make_corpus(tmp / "corpus.tsv")
-    topics = tmp / "topics.tsv"
-    topics.write_text("q1\tboundary layer heat transfer\nq2\tpython web server\nq3\tlazy dog\n"
-                      "q4\tbest restaurants in paris\n", encoding="utf-8")
+    path = tmp / "topics.tsv"
+    path.write_text("".join(f"q{i}\t{text}\n" for i, text in enumerate(topics, start=1)), encoding="utf-8")
     invoke("encode", str(tmp / "corpus.tsv"), "-m", model, "-o", str(tmp / "coll"), "--shard-size", "64", "-q")
     invoke("index", str(tmp / "coll"), "-o", str(tmp / "idx"), "--threads", "2")
-    invoke("encode", str(topics), "--queries", "-m", model, "-o", str(tmp / "q.tsv"))
-    return {"tmp": tmp, "model": model, "docs": docs, "topics": topics}
+    invoke("encode", str(path), "--queries", "-m", model, "-o", str(tmp / "q.tsv"))
+    return {"tmp": tmp, "model": model, "docs": docs, "topics": path}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, _tiny_mlm_session):
+    return build_pipeline(tmp_path_factory.mktemp("pipeline"), str(_tiny_mlm_session), TOPICS)
 
 
 def test_collection_and_index_counts(built):

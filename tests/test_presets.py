@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from repro.cli import cli
 from repro.errors import ReproError
-from repro.preset import PRESET_DIR, choose, expand, list_presets, load_preset, preset_files
+from repro.preset import PRESET_DIR, choose, expand, list_presets, load_preset
 
 REQUIRED = [
     "msmarco-v1-passage.splade-pp-ed", "msmarco-v1-passage.splade-pp-sd", "msmarco-v1-passage.splade-v3",

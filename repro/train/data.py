@@ -70,14 +70,20 @@ class _Bad:
             self.examples.append(f"{path}:{lineno}: {why}")
 
 
-def _tsv_triplets(path: Path, bad: _Bad) -> Iterator[dict[str, Any]]:
+def _three_fields(path: Path, bad: _Bad, names: str) -> Iterator[tuple[int, str, list[str]]]:
+    """(line number, line, fields) of each non-blank line with 3 tab-separated fields; others go to ``bad``."""
     for lineno, line in iter_lines(path):
         if not line.strip():
             continue
         parts = line.split("\t")
         if len(parts) != 3:
-            bad(path, lineno, f"expected 3 tab-separated fields (query, positive, negative), found {len(parts)}", line)
+            bad(path, lineno, f"expected 3 tab-separated fields ({names}), found {len(parts)}", line)
             continue
+        yield lineno, line, parts
+
+
+def _tsv_triplets(path: Path, bad: _Bad) -> Iterator[dict[str, Any]]:
+    for lineno, line, parts in _three_fields(path, bad, "query, positive, negative"):
         if not all(p.strip() for p in parts):
             bad(path, lineno, "empty field", line)
             continue
@@ -155,13 +161,7 @@ def _id_triplets(path: Path, queries: str | None, corpus: str | None, bad: _Bad)
             docs.seek(offsets[pid])
             return docs.readline().decode("utf-8", "replace").rstrip("\r\n").split("\t", 1)[1]
 
-        for lineno, line in iter_lines(path):
-            if not line.strip():
-                continue
-            parts = line.split("\t")
-            if len(parts) != 3:
-                bad(path, lineno, f"expected 'qid<TAB>pid<TAB>nid', found {len(parts)} fields", line)
-                continue
+        for lineno, line, parts in _three_fields(path, bad, "qid, pid, nid"):
             q, p, n = qtext.get(parts[0]), doc(parts[1]), doc(parts[2])
             if q is None or p is None or n is None:
                 missing = [x for x, t in zip(parts, (q, p, n)) if t is None]

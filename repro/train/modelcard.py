@@ -16,7 +16,7 @@ def model_card(cfg, summary: dict[str, Any], parts: dict[str, Any]) -> str:
         "tags: [sparse-encoder, splade, repro]",
         "---",
         "",
-        f"# SPLADE model trained with `repro train`",
+        "# SPLADE model trained with `repro train`",
         "",
         "Load offline: `SparseEncoder(path, local_files_only=True)`.",
         "",
