@@ -25,8 +25,9 @@ import common  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 REPRO = [sys.executable, "-c", "from repro.cli import main; main()"]
 MEASURES = ["nDCG@10", "R@1000"]
-SEISMIC_SETTINGS = {"Seismic default (query_cut 20, heap 0.8)": [],
-                    "Seismic fast (query_cut 10, heap 0.7)": ["--query-cut", "10", "--heap-factor", "0.7"]}
+SEISMIC_SETTINGS = {"Seismic cut 20 heap 0.8 (default)": [],
+                    "Seismic cut 10 heap 0.8": ["--query-cut", "10", "--heap-factor", "0.8"],
+                    "Seismic cut 5 heap 0.7": ["--query-cut", "5", "--heap-factor", "0.7"]}
 
 
 def repro(*args: str) -> None:
@@ -109,7 +110,15 @@ def main(argv: list[str] | None = None) -> int:
     header = ["collection", "variant", *[c for m in MEASURES for c in (m, f"{m} p(t)", f"{m} p(rand)")],
               "recall@10 of exact", "recall@1000 of exact"]
     print(f"machine: {common.machine()}")
-    print(common.markdown_table(header, [[r.get(c, "-") for c in header] for r in rows]))
+    def cell(row: dict, column: str) -> str:
+        value = row.get(column)
+        if value is None:
+            return "-"
+        if isinstance(value, str):
+            return value
+        return f"{value:.3g}" if " p(" in column else f"{value:.4f}"
+
+    print(common.markdown_table(header, [[cell(r, c) for c in header] for r in rows]))
     if args.json:
         common.save_json(args.json, {"machine": common.machine(), "date": common.today(), "rows": rows})
     return 0

@@ -3,7 +3,9 @@
 Same texts (MS MARCO passage lengths, see common.msmarco_like_texts), same model, same max length,
 same threads, one process, interleaved repetitions; medians and the ratio. Also checks that the
 quantized (x100) vectors are identical to sentence-transformers' after removing special tokens,
-and counts how many quantized weights bf16 moves.
+and counts how many quantized weights bf16 moves. The hardware limit: model FLOPs per text
+(common.flops_per_text) x docs/s, against the FLOP/s of a plain torch matmul of BERT-base's
+FFN shape measured in the same run (common.gemm_ceiling), the practical roof on this CPU.
 
     .venv/bin/python benchmarks/bench_encode.py                 # splade-tiny + BERT-base-sized
     .venv/bin/python benchmarks/bench_encode.py --smoke         # seconds, for tests
@@ -86,6 +88,8 @@ def bench_model(name: str, path: Path, texts: list[str], *, max_length: int, bat
         "sentence-transformers encode_document": lambda: st_vectors(st, texts, batch_size),
         "repro SpladeEncoder fp32": lambda: ours.encode(texts, batch_size=batch_size),
     }
+    if ours.encoder is not None:
+        candidates["(floor) transformer encoder forward alone, fp32"] = lambda: encoder_only(ours, texts, batch_size)
     bf16_check = None
     if ours_bf16 is not None:
         v_bf = ours_bf16.encode(texts, batch_size=batch_size)
@@ -94,12 +98,42 @@ def bench_model(name: str, path: Path, texts: list[str], *, max_length: int, bat
     times = common.interleaved(candidates, reps)
     n = len(texts)
     base = common.median(times["sentence-transformers encode_document"])
+    ids, _ = ours.tokenize(texts)
+    flops = common.flops_per_text(ours.model.config, sum(map(len, ids)) / n, sum(len(x) ** 2 for x in ids) / n)
+    roof = {"float32": common.gemm_ceiling("float32", threads)}
+    if bf16:
+        roof["bfloat16"] = common.gemm_ceiling("bfloat16", threads)
     rows = []
     for label, ts in times.items():
         med = common.median(ts)
+        dtype = "bfloat16" if "bf16" in label else "float32"
+        if label.startswith("(floor)"):
+            rows.append({"model": name, "method": label, "median_s": med, "docs_per_s": n / med, "speedup": base / med,
+                         "reps": len(ts), "gflops": float("nan"), "of_gemm_roof": float("nan")})
+            continue
         rows.append({"model": name, "method": label, "median_s": med, "docs_per_s": n / med, "speedup": base / med,
-                     "reps": len(ts)})
-    return {"model": name, "texts": n, "rows": rows, "st_equality": check, "bf16_vs_fp32": bf16_check}
+                     "reps": len(ts), "gflops": flops * n / med / 1e9, "of_gemm_roof": flops * n / med / roof[dtype]})
+    return {"model": name, "texts": n, "rows": rows, "st_equality": check, "bf16_vs_fp32": bf16_check,
+            "gflop_per_text": flops / 1e9, "gemm_roof_gflops": {k: v / 1e9 for k, v in roof.items()}}
+
+
+def encoder_only(encoder, texts: list[str], batch_size: int) -> None:
+    """The transformer encoder's forward alone, on the same length-sorted batches: the part of the
+    work that every implementation runs the same way, so the floor under any head-side speed-up."""
+    import torch
+
+    ids, _ = encoder.tokenize(texts)
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    for start in range(0, len(order), batch_size):
+        batch = [ids[i] for i in order[start : start + batch_size]]
+        width = max(map(len, batch))
+        tokens = torch.zeros((len(batch), width), dtype=torch.long)
+        mask = torch.zeros_like(tokens)
+        for row, seq in enumerate(batch):
+            tokens[row, : len(seq)] = torch.tensor(seq)
+            mask[row, : len(seq)] = 1
+        with torch.inference_mode():
+            encoder.encoder(input_ids=tokens, attention_mask=mask)
 
 
 def _ids(encoder, vector: dict[str, int]) -> dict[int, int]:
@@ -138,9 +172,12 @@ def main(argv: list[str] | None = None) -> int:
         results.append(bench_model("BERT-base-sized (random)", base, texts[: args.base_texts], max_length=args.max_length,
                                    batch_size=args.batch_size, reps=args.reps, threads=args.threads,
                                    bf16=not args.no_bf16))
-    rows = [[r["model"], r["method"], r["median_s"], r["docs_per_s"], r["speedup"]] for res in results for r in res["rows"]]
-    print(common.markdown_table(["model", "method", "median s", "docs/s", "vs ST"], rows))
+    rows = [[r["model"], r["method"], r["median_s"], r["docs_per_s"], r["speedup"], r["gflops"],
+             f"{100 * r['of_gemm_roof']:.0f}%"] for res in results for r in res["rows"]]
+    print(common.markdown_table(["model", "method", "median s", "docs/s", "vs ST", "GFLOP/s", "of GEMM roof"], rows))
     for res in results:
+        roofs = ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in res["gemm_roof_gflops"].items())
+        print(f"{res['model']}: {res['gflop_per_text']:.2f} GFLOP per text; measured matmul roof ({args.threads} threads): {roofs}")
         eq = res["st_equality"]
         print(f"{res['model']}: vs sentence-transformers (x100 ints, specials dropped): {eq['differ']} of "
               f"{eq['weights']} weights differ (max |diff| {eq['max_abs_diff']})")

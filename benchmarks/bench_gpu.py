@@ -31,14 +31,6 @@ import common  # noqa: E402
 MSMARCO_PASSAGES = 8_841_823
 
 
-def flops_per_text(config, tokens: float, tokens_sq: float) -> float:
-    h, v, layers, inter = config.hidden_size, config.vocab_size, config.num_hidden_layers, config.intermediate_size
-    per_layer = 4 * h * h + 2 * h * inter  # q,k,v,o projections + the two MLP matrices
-    encoder = 2 * layers * per_layer * tokens + 4 * layers * tokens_sq * h
-    head = 2 * tokens * (h * h + h * v)
-    return encoder + head
-
-
 def bench_encoding(model: Path, texts: list[str], device: str, dtype: str, batch_size: int, reps: int, peak: float):
     import torch
 
@@ -60,7 +52,7 @@ def bench_encoding(model: Path, texts: list[str], device: str, dtype: str, batch
     lengths = [len(x) for x in ids]
     mean_t = sum(lengths) / len(lengths)
     mean_t2 = sum(t * t for t in lengths) / len(lengths)
-    flops = flops_per_text(enc.model.config, mean_t, mean_t2)
+    flops = common.flops_per_text(enc.model.config, mean_t, mean_t2)
     rate = len(texts) / med
     return {"passages_per_s": rate, "hours_8.8M": MSMARCO_PASSAGES / rate / 3600, "gflop_per_passage": flops / 1e9,
             "achieved_tflops": flops * rate / 1e12, "fraction_of_peak": flops * rate / (peak * 1e12),

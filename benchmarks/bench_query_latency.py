@@ -55,25 +55,24 @@ def run_size(docs: int, args, encoders: dict, synth) -> dict:
 
     idx = prepare_indexes(args.work, docs, synth, seismic=not args.no_seismic, threads=args.threads)
     lucene = LuceneImpactSearcher(idx["lucene"])
-    seis = None
+    retrievers = {"lucene in-process": lambda v: lucene.search(v, args.hits)}
     if "seismic" in idx:
         from repro.seismic_backend import SeismicSearcher
 
-        seis = SeismicSearcher(idx["seismic"], query_cut=args.query_cut, heap_factor=args.heap_factor)
+        seis = SeismicSearcher(idx["seismic"])
+        for cut, heap in args.seismic:
+            retrievers[seismic_name(cut, heap)] = (
+                lambda v, cut=cut, heap=heap: seis.search(v, args.hits, query_cut=cut, heap_factor=heap))
     vectors = [synth.query_vector(j, docs) for j in range(args.queries)]
     texts = common.real_queries(args.queries)
     # warm-up: JIT of the in-process JVM, ONNX sessions, caches
     for j in range(min(args.warmup, len(vectors))):
-        lucene.search(vectors[j], args.hits)
-        if seis:
-            seis.search(vectors[j], args.hits)
+        for retrieve in retrievers.values():
+            retrieve(vectors[j])
         for enc in encoders.values():
             enc.encode([texts[j]])
     times: dict[str, list[float]] = {}
-    recall = []
-    retrievers = {"lucene in-process": lambda v: lucene.search(v, args.hits)}
-    if seis:
-        retrievers["seismic"] = lambda v: seis.search(v, args.hits)
+    recall: dict[str, list[float]] = {}
     for j, (vec, text) in enumerate(zip(vectors, texts)):
         names = list(encoders)
         for name in names[j % len(names):] + names[: j % len(names)]:
@@ -89,13 +88,18 @@ def run_size(docs: int, args, encoders: dict, synth) -> dict:
             times.setdefault("retrieve subprocess SearchCollection", []).append(sec)
             if base[f"q{j}"] != results["lucene in-process"]:
                 raise SystemExit(f"in-process results differ from SearchCollection for query {j}")
-        if seis:
-            exact = {d for d, _ in results["lucene in-process"][:10]}
-            got = {d for d, _ in results["seismic"][:10]}
-            recall.append(len(exact & got) / max(1, len(exact)))
+        exact = {d for d, _ in results["lucene in-process"][:10]}
+        for name in retrievers:
+            if name.startswith("seismic"):
+                got = {d for d, _ in results[name][:10]}
+                recall.setdefault(name, []).append(len(exact & got) / max(1, len(exact)))
     lucene.close()
-    return {"docs": docs, "times": times, "recall_at_10": (sum(recall) / len(recall)) if recall else None,
+    return {"docs": docs, "times": times, "recall_at_10": {k: sum(v) / len(v) for k, v in recall.items()},
             "build": idx["lucene_build"]}
+
+
+def seismic_name(cut: int, heap: float) -> str:
+    return f"seismic cut {cut} heap {heap}"
 
 
 def summarize(res: dict, models: list[str]) -> list[list]:
@@ -115,10 +119,17 @@ def summarize(res: dict, models: list[str]) -> list[list]:
         row(f"{m}: baseline (PyTorch + SearchCollection subprocess)", f"encode {m} pytorch", "retrieve subprocess SearchCollection")
         row(f"{m}: ONNX fp32 + in-process Lucene (exact)", f"encode {m} onnx", "retrieve lucene in-process")
         row(f"{m}: ONNX int8 + in-process Lucene (exact)", f"encode {m} onnx-int8", "retrieve lucene in-process")
-        row(f"{m}: ONNX fp32 + Seismic (approx.)", f"encode {m} onnx", "retrieve seismic")
-        row(f"{m}: ONNX int8 + Seismic (approx.)", f"encode {m} onnx-int8", "retrieve seismic")
+        for name, recall in res["recall_at_10"].items():
+            label = f"Seismic {name.removeprefix('seismic ')}, recall@10 {recall:.3f}"
+            row(f"{m}: ONNX fp32 + {label}", f"encode {m} onnx", f"retrieve {name}")
+            row(f"{m}: ONNX int8 + {label}", f"encode {m} onnx-int8", f"retrieve {name}")
         row(f"{m}: PyTorch + in-process Lucene", f"encode {m} pytorch", "retrieve lucene in-process")
     return rows
+
+
+def setting(text: str) -> tuple[int, float]:
+    cut, _, heap = text.partition(":")
+    return int(cut), float(heap)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -130,8 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hits", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=2, help="index build threads")
     parser.add_argument("--models", default="tiny,base", help="comma list of tiny,base")
-    parser.add_argument("--query-cut", type=int, default=None, help="Seismic query_cut (default: backend's)")
-    parser.add_argument("--heap-factor", type=float, default=None, help="Seismic heap_factor (default: backend's)")
+    parser.add_argument("--seismic", type=setting, nargs="+", default=[(20, 0.8), (10, 0.8), (5, 0.7)],
+                        metavar="CUT:HEAP", help="Seismic query_cut:heap_factor settings to time (recall@10 each)")
     parser.add_argument("--no-seismic", action="store_true")
     parser.add_argument("--work", type=Path, default=common.DEFAULT_WORK)
     parser.add_argument("--smoke", action="store_true")
@@ -158,8 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         res = run_size(docs, args, encoders, synth)
         results.append(res)
         all_rows += summarize(res, models)
-        if res["recall_at_10"] is not None:
-            print(f"{docs} docs: Seismic recall@10 vs exact Lucene: {res['recall_at_10']:.3f}")
+        for name, recall in res["recall_at_10"].items():
+            print(f"{docs} docs: {name}: recall@10 vs exact Lucene {recall:.3f}")
     print(common.markdown_table(["docs", "pipeline", "encode p50 ms", "encode p99 ms", "retrieve p50 ms",
                                  "retrieve p99 ms", "end-to-end p50 ms", "end-to-end p99 ms"], all_rows))
     if args.json:

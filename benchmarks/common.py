@@ -371,5 +371,34 @@ class PeakWatcher:
         self._thread.join()
 
 
+def flops_per_text(config: Any, tokens: float, tokens_sq: float) -> float:
+    """Forward FLOPs of a BERT SPLADE encoder for one text of ``tokens`` real tokens (mean of T^2 given).
+
+    encoder 2*P*T + 4*L*T^2*H (matmuls, attention), MLM head 2*T*(H*H + H*V) at real tokens only.
+    """
+    h, v, layers, inter = config.hidden_size, config.vocab_size, config.num_hidden_layers, config.intermediate_size
+    per_layer = 4 * h * h + 2 * h * inter  # q,k,v,o projections + the two MLP matrices
+    encoder = 2 * layers * per_layer * tokens + 4 * layers * tokens_sq * h
+    head = 2 * tokens * (h * h + h * v)
+    return encoder + head
+
+
+def gemm_ceiling(dtype: str = "float32", threads: int = 2, reps: int = 7) -> float:
+    """Achievable dense matmul FLOP/s on this CPU (torch, BERT-base-sized FFN shape): the practical roof."""
+    import torch
+
+    torch.set_num_threads(threads)
+    dt = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
+    a, b = torch.randn(2048, 768, dtype=dt), torch.randn(768, 3072, dtype=dt)
+    for _ in range(2):
+        a @ b
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - start)
+    return 2 * 2048 * 768 * 3072 / median(times)
+
+
 def dir_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())

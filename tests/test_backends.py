@@ -176,3 +176,10 @@ def test_query_command_on_seismic_and_bad_index(built, seismic_index, tmp_path):
     assert out.startswith("# lazy dog") and len(out.strip().splitlines()) == 4
     result = CliRunner().invoke(cli, ["query", str(tmp_path), "-m", built["model"], "x"])
     assert result.exit_code == 2 and "manifest" in result.output
+
+
+def test_onnx_runtime_refuses_other_dtypes(built, tmp_path):
+    result = CliRunner().invoke(cli, ["encode", str(built["topics"]), "--queries", "-m", built["model"], "--runtime", "onnx",
+                                      "--dtype", "bfloat16", "-o", str(tmp_path / "q.tsv")])
+    assert result.exit_code == 2 and "float32" in result.output
+    assert not (tmp_path / "q.tsv").exists()
