@@ -140,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--hits", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=2, help="index build threads")
+    parser.add_argument("--encode-threads", type=int, default=1, help="threads of the query encoders (all of them)")
     parser.add_argument("--models", default="tiny,base", help="comma list of tiny,base")
     parser.add_argument("--seismic", type=setting, nargs="+", default=[(20, 0.8), (10, 0.8), (5, 0.7)],
                         metavar="CUT:HEAP", help="Seismic query_cut:heap_factor settings to time (recall@10 each)")
@@ -159,9 +160,10 @@ def main(argv: list[str] | None = None) -> int:
         path = common.tiny_model(args.work) if m == "tiny" else common.bert_base_splade(args.work)
         name = "splade-tiny" if path == common.SPLADE_TINY else ("tiny" if m == "tiny" else "BERT-base")
         models.append(name)
-        encoders[f"{name} pytorch"] = SpladeEncoder(str(path), max_length=64, device="cpu", threads=1)
-        encoders[f"{name} onnx"] = OnnxQueryEncoder(str(path), max_length=64, threads=1)
-        encoders[f"{name} onnx-int8"] = OnnxQueryEncoder(str(path), max_length=64, threads=1, int8=True)
+        threads = args.encode_threads
+        encoders[f"{name} pytorch"] = SpladeEncoder(str(path), max_length=64, device="cpu", threads=threads)
+        encoders[f"{name} onnx"] = OnnxQueryEncoder(str(path), max_length=64, threads=threads)
+        encoders[f"{name} onnx-int8"] = OnnxQueryEncoder(str(path), max_length=64, threads=threads, int8=True)
     synth = common.SyntheticSplade()
     print(f"machine: {common.machine()}")
     all_rows, results = [], []

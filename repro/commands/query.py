@@ -21,7 +21,8 @@ import click
 @click.option("--query-cut", type=int, default=None, help="Seismic: heaviest query terms scanned.")
 @click.option("--heap-factor", type=float, default=None, help="Seismic: block-skipping aggressiveness, 0-1.")
 @click.option("--show-terms", default=0, show_default=True, help="Also print the query's N heaviest terms.")
-def command(index, text, model, hits, runtime, query_max_length, factor, query_cut, heap_factor, show_terms):
+@click.option("--threads", type=int, default=None, help="Query encoder threads (default: all cores).")
+def command(index, text, model, hits, runtime, query_max_length, factor, query_cut, heap_factor, show_terms, threads):
     """Search INDEX (Lucene impact or Seismic) for TEXT, or for each line of standard input.
 
     The encoder and the searcher are loaded once and kept in this process, so after start-up each
@@ -40,7 +41,7 @@ def command(index, text, model, hits, runtime, query_max_length, factor, query_c
     searcher = open_searcher(index, query_cut=query_cut, heap_factor=heap_factor)
     if factor is None:
         factor = meta.get("encode_config", {}).get("factor", 100)
-    encoder = query_encoder(model, runtime=runtime, max_length=query_max_length, threads=1)
+    encoder = query_encoder(model, runtime=runtime, max_length=query_max_length, threads=threads)
     lines = [" ".join(text)] if text else (line.rstrip("\n") for line in sys.stdin)
     if not text and sys.stdin.isatty():
         click.echo("query> ", nl=False, err=True)
