@@ -93,7 +93,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shared", type=Path, default=Path(os.environ.get("REPRO_SHARED", ROOT.parent / "shared")))
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--collections", default="Cranfield,CACM", help="comma list of Cranfield,CACM")
+    parser.add_argument("--smoke", action="store_true", help="Cranfield only: checks that the script runs")
+    parser.add_argument("--work", type=Path, default=None, help="(unused; accepted like the other benchmarks)")
     args = parser.parse_args(argv)
+    wanted = {"Cranfield"} if args.smoke else set(args.collections.split(","))
     data, model = args.shared / "data", args.shared / "models" / "splade-tiny"
     if not model.exists():
         raise SystemExit(f"needs {model} and the Cranfield/CACM data under {data}")
@@ -105,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
             ("Cranfield", data / "cranfield" / "cran.all.1400", data / "cranfield" / "cran.qry", tmp / "cran.qrels"),
             ("CACM", data / "cacm" / "cacm.jsonl", data / "cacm" / "topics.cacm.txt", data / "cacm" / "qrels.cacm.txt"),
         ):
+            if name not in wanted:
+                continue
             (tmp / name).mkdir()
             rows += bench(name, corpus, topics, qrels, model, tmp / name)
     header = ["collection", "variant", *[c for m in MEASURES for c in (m, f"{m} p(t)", f"{m} p(rand)")],

@@ -134,9 +134,12 @@ def test_bench_encode_smoke(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("script", ["bench_query_latency.py", "bench_scale.py", "bench_gpu.py"])
-def test_bench_smoke_slow(script, tmp_path):
+@pytest.mark.parametrize("script", ["bench_query_latency.py", "bench_scale.py", "bench_gpu.py", "bench_backends.py"])
+def test_bench_smoke_slow(script, tmp_path, request):
     if script != "bench_gpu.py":
         pytest.importorskip("seismic")
         pytest.importorskip("onnxruntime")
+    if script == "bench_backends.py":
+        request.getfixturevalue("shared_data")  # real Cranfield + splade-tiny; skips without ../shared
+        request.getfixturevalue("splade_tiny")
     _smoke(script, tmp_path)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+INTERACTIVE_QUERY_CUT = 10  # a few results for a person, not a 1000-deep run: see docs/benchmarks.md
+
 
 @click.command("query")
 @click.argument("index", type=click.Path(path_type=Path))
@@ -18,7 +20,9 @@ import click
               help="Query encoder runtime (onnx gives the same vectors as torch, faster).")
 @click.option("--query-max-length", default=64, show_default=True)
 @click.option("--factor", type=float, default=None, help="Query quantization factor (default: the collection's).")
-@click.option("--query-cut", type=int, default=None, help="Seismic: heaviest query terms scanned.")
+@click.option("--query-cut", type=int, default=None,
+              help="Seismic: heaviest query terms scanned (default here 10: top-10 recall 1.000 on Cranfield/CACM at half "
+                   "the latency of `repro search`'s 20; docs/benchmarks.md).")
 @click.option("--heap-factor", type=float, default=None, help="Seismic: block-skipping aggressiveness, 0-1.")
 @click.option("--show-terms", default=0, show_default=True, help="Also print the query's N heaviest terms.")
 @click.option("--threads", type=int, default=None, help="Query encoder threads (default: all cores).")
@@ -38,6 +42,8 @@ def command(index, text, model, hits, runtime, query_max_length, factor, query_c
     from repro.search import open_searcher
 
     meta = read_index_manifest(index)
+    if meta["config"]["kind"] == "seismic" and query_cut is None:
+        query_cut = INTERACTIVE_QUERY_CUT
     searcher = open_searcher(index, query_cut=query_cut, heap_factor=heap_factor)
     if factor is None:
         factor = meta.get("encode_config", {}).get("factor", 100)
