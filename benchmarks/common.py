@@ -112,8 +112,15 @@ def peak_rss_mib() -> float:
 def bert_base_splade(work: Path, *, layers: int = 12, hidden: int = 768, heads: int = 12,
                      intermediate: int = 3072) -> Path:
     """A random-weight BERT-base-sized MLM (vocab 30522) with the real bert-base-uncased tokenizer
-    of splade-tiny (random weights cost exactly what trained ones do); cached under ``work``."""
-    folder = work / f"bert-l{layers}-h{hidden}-random"
+    of splade-tiny (random weights cost exactly what trained ones do); cached under ``work``.
+
+    Random weights alone give dense vectors (about 30,000 terms per passage), which no trained
+    SPLADE does and which would make converting the output cost far more than it does for a real
+    model. So the MLM decoder bias is set to one constant, calibrated on real MS MARCO passages
+    to leave about ``DOC_TERMS`` terms per passage (queries, being shorter, get fewer): the network
+    and its FLOPs are unchanged, the output has a SPLADE-like size.
+    """
+    folder = work / f"bert-l{layers}-h{hidden}-random-sparse"
     if (folder / "model.safetensors").exists():
         return folder
     import torch
@@ -132,10 +139,34 @@ def bert_base_splade(work: Path, *, layers: int = 12, hidden: int = 768, heads: 
     config = BertConfig(vocab_size=30522, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
                         intermediate_size=intermediate, max_position_embeddings=512)
     torch.manual_seed(0)
-    BertForMaskedLM(config).save_pretrained(tmp)
+    model = BertForMaskedLM(config).eval()
+    _calibrate_bias(model, tmp)
+    model.save_pretrained(tmp)
     shutil.rmtree(folder, ignore_errors=True)
     tmp.rename(folder)
     return folder
+
+
+DOC_TERMS = 200  # nonzeros per passage of the calibrated random model (SPLADE++ passages: 150-250)
+
+
+def _calibrate_bias(model: Any, folder: Path, texts: int = 16) -> None:
+    """Set the decoder bias to -c, c = median over real passages of the DOC_TERMS-th largest
+    max-over-tokens logit: about DOC_TERMS positive SPLADE weights per passage."""
+    import torch
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    passages = msmarco_like_texts(texts, tokenizer)[0]  # real MS MARCO passages when ../shared has them
+    bias = model.cls.predictions.bias
+    with torch.no_grad():
+        bias.zero_()
+        cuts = []
+        for text in passages:
+            enc = tokenizer(text, truncation=True, max_length=256, return_tensors="pt")
+            logits = model(**enc).logits[0].amax(dim=0)
+            cuts.append(torch.topk(logits, DOC_TERMS).values[-1].item())
+        bias.fill_(-statistics.median(cuts))
 
 
 def tiny_model(work: Path) -> Path:
