@@ -181,7 +181,11 @@ def test_sigint_a_running_encode(tmp_path, _tiny_mlm_session):
     make_corpus(corpus, SIGINT_DOCS, min_words=20, max_words=60)
     out = tmp_path / "coll"
     args = repro_cmd() + encode_args(corpus, _tiny_mlm_session, out, shard_size=5, batch_size=1)
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=subprocess_env())
+    # A shell's background job (`cmd &`, as under nohup or some CI runners) starts with SIGINT
+    # ignored, and Python then installs no Ctrl-C handler: give the child the default disposition,
+    # as a terminal would, so the test does not depend on how pytest itself was started.
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=subprocess_env(),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 60
     while finished(out) < 3 and proc.poll() is None and time.time() < deadline:
         time.sleep(0.01)
