@@ -93,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shared", type=Path, default=Path(os.environ.get("REPRO_SHARED", ROOT.parent / "shared")))
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--no-append", action="store_true", help="print only; leave docs/benchmarks.md alone")
     parser.add_argument("--collections", default="Cranfield,CACM", help="comma list of Cranfield,CACM")
     parser.add_argument("--smoke", action="store_true", help="Cranfield only: checks that the script runs")
     parser.add_argument("--work", type=Path, default=None, help="(unused; accepted like the other benchmarks)")
@@ -124,7 +125,10 @@ def main(argv: list[str] | None = None) -> int:
             return value
         return f"{value:.3g}" if " p(" in column else f"{value:.4f}"
 
-    print(common.markdown_table(header, [[cell(r, c) for c in header] for r in rows]))
+    table = common.markdown_table(header, [[cell(r, c) for c in header] for r in rows])
+    print(table)
+    if not (args.smoke or args.no_append):
+        common.append_to_docs("Effect of the speed paths on effectiveness", table)
     if args.json:
         common.save_json(args.json, {"machine": common.machine(), "date": common.today(), "rows": rows})
     return 0

@@ -153,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-bf16", action="store_true")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script runs")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--no-append", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = parser.parse_args(argv)
     if args.smoke:
         args.texts, args.base_texts, args.reps = 24, 0, 1
@@ -174,17 +175,23 @@ def main(argv: list[str] | None = None) -> int:
                                    bf16=not args.no_bf16))
     rows = [[r["model"], r["method"], r["median_s"], r["docs_per_s"], r["speedup"], r["gflops"],
              f"{100 * r['of_gemm_roof']:.0f}%"] for res in results for r in res["rows"]]
-    print(common.markdown_table(["model", "method", "median s", "docs/s", "vs ST", "GFLOP/s", "of GEMM roof"], rows))
+    table = common.markdown_table(["model", "method", "median s", "docs/s", "vs ST", "GFLOP/s", "of GEMM roof"], rows)
+    print(table)
+    notes: list[str] = []
     for res in results:
         roofs = ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in res["gemm_roof_gflops"].items())
-        print(f"{res['model']}: {res['gflop_per_text']:.2f} GFLOP per text; measured matmul roof ({args.threads} threads): {roofs}")
+        notes.append(f"{res['model']}: {res['gflop_per_text']:.2f} GFLOP per text; measured matmul roof "
+                     f"({args.threads} threads): {roofs}")
         eq = res["st_equality"]
-        print(f"{res['model']}: vs sentence-transformers (x100 ints, specials dropped): {eq['differ']} of "
-              f"{eq['weights']} weights differ (max |diff| {eq['max_abs_diff']})")
+        notes.append(f"{res['model']}: vs sentence-transformers (x100 ints, specials dropped): {eq['differ']} of "
+                     f"{eq['weights']} weights differ (max |diff| {eq['max_abs_diff']})")
         if res["bf16_vs_fp32"]:
             bf = res["bf16_vs_fp32"]
-            print(f"{res['model']}: bf16 vs fp32: {bf['differ']} of {bf['weights']} weights differ "
-                  f"(max |diff| {bf['max_abs_diff']})")
+            notes.append(f"{res['model']}: bf16 vs fp32: {bf['differ']} of {bf['weights']} weights differ "
+                         f"(max |diff| {bf['max_abs_diff']})")
+    print("\n".join(notes))
+    if not (args.smoke or args.no_append):
+        common.append_to_docs("Document encoding on CPU", table + "\n\n" + "\n".join(f"- {n}" for n in notes))
     if args.json:
         common.save_json(args.json, {"machine": common.machine(), "date": common.today(), "lengths": lengths,
                                      "results": results, "args": {k: str(v) for k, v in vars(args).items()}})

@@ -148,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=common.DEFAULT_WORK)
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--no-append", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = parser.parse_args(argv)
     if args.smoke:
         args.docs, args.queries, args.baseline_queries, args.warmup, args.models = [2000], 6, 2, 2, "tiny"
@@ -173,8 +174,11 @@ def main(argv: list[str] | None = None) -> int:
         all_rows += summarize(res, models)
         for name, recall in res["recall_at_10"].items():
             print(f"{docs} docs: {name}: recall@10 vs exact Lucene {recall:.3f}")
-    print(common.markdown_table(["docs", "pipeline", "encode p50 ms", "encode p99 ms", "retrieve p50 ms",
-                                 "retrieve p99 ms", "end-to-end p50 ms", "end-to-end p99 ms"], all_rows))
+    table = common.markdown_table(["docs", "pipeline", "encode p50 ms", "encode p99 ms", "retrieve p50 ms",
+                                   "retrieve p99 ms", "end-to-end p50 ms", "end-to-end p99 ms"], all_rows)
+    print(table)
+    if not (args.smoke or args.no_append):
+        common.append_to_docs("Query latency, one query at a time", table)
     if args.json:
         common.save_json(args.json, {"machine": common.machine(), "date": common.today(), "rows": all_rows,
                                      "recall_at_10": {r["docs"]: r["recall_at_10"] for r in results},

@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=common.DEFAULT_WORK)
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--no-append", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = parser.parse_args(argv)
     if args.smoke:
         args.docs, args.queries = [2000], 10
@@ -64,7 +65,10 @@ def main(argv: list[str] | None = None) -> int:
                      "-", len(vectors) / common.median(t["seismic"])])
     header = ["docs", "engine", "build s", "index MiB", "build peak RSS MiB", "q/s batch (SearchCollection, 2 thr)",
               "q/s one at a time (in-process, 1 thr)"]
-    print(common.markdown_table(header, rows))
+    table = common.markdown_table(header, rows)
+    print(table)
+    if not (args.smoke or args.no_append):
+        common.append_to_docs("Scale: Lucene and Seismic vs collection size", table)
     if args.json:
         common.save_json(args.json, {"machine": common.machine(), "date": common.today(), "header": header, "rows": rows})
     return 0

@@ -97,6 +97,22 @@ def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
+def append_to_docs(title: str, body: str, *, docs: Path | None = None) -> Path:
+    """Append a dated section (title, machine, the exact command, the printed table) to
+    docs/benchmarks.md, so every run leaves its numbers where the project keeps them."""
+    from repro.atomic import write_text
+
+    target = docs or ROOT / "docs" / "benchmarks.md"
+    old = target.read_text(encoding="utf-8") if target.exists() else "# Benchmarks\n"
+    command = " ".join([".venv/bin/python", str(Path(sys.argv[0]).relative_to(ROOT)) if Path(sys.argv[0]).is_absolute()
+                        and ROOT in Path(sys.argv[0]).parents else sys.argv[0], *sys.argv[1:]])
+    section = (f"## {title} ({today()}, appended by the script)\n\nMachine: {machine()}.\n"
+               f"Command: `{command}`\n\n{body.strip()}\n")
+    write_text(target, old.rstrip("\n") + "\n\n" + section)
+    print(f"appended to {target}", file=sys.stderr)
+    return target
+
+
 def save_json(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")

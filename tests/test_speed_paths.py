@@ -143,3 +143,14 @@ def test_bench_smoke_slow(script, tmp_path, request):
         request.getfixturevalue("shared_data")  # real Cranfield + splade-tiny; skips without ../shared
         request.getfixturevalue("splade_tiny")
     _smoke(script, tmp_path)
+
+
+def test_benchmarks_append_a_dated_section_with_machine_and_command(tmp_path):
+    import common
+
+    docs = tmp_path / "benchmarks.md"
+    docs.write_text("# Benchmarks\n\nearlier results\n")
+    common.append_to_docs("Scale", "| docs | q/s |\n|---|---:|\n| 10 | 5 |", docs=docs)
+    text = docs.read_text()
+    assert text.startswith("# Benchmarks\n\nearlier results\n\n## Scale (")
+    assert "Machine: " in text and "Command: `" in text and text.rstrip().endswith("| 10 | 5 |")
