@@ -25,7 +25,7 @@ from typing import Any
 
 from repro import model as model_io
 from repro.errors import ReproError
-from repro.splade import DEFAULT_FACTOR, EncodeStats
+from repro.splade import DEFAULT_FACTOR, EncodeStats, tokenize
 
 OPSET = 17
 
@@ -145,10 +145,8 @@ class OnnxQueryEncoder:
         self.stats = EncodeStats()
 
     def tokenize(self, texts: Sequence[str]) -> tuple[list[list[int]], list[bool]]:
-        """Token ids per text (truncated to max_length) and whether each was truncated (as SpladeEncoder)."""
-        enc = self.tokenizer(list(texts), truncation=True, max_length=self.max_length, add_special_tokens=True)
-        truncated = [len(e.overflowing) > 0 for e in enc.encodings] if enc.encodings else [False] * len(texts)
-        return enc["input_ids"], truncated
+        """Token ids per text and whether each was truncated (the same tokenization as SpladeEncoder)."""
+        return tokenize(self.tokenizer, texts, self.max_length)
 
     def weights_ids(self, batch_ids: Sequence[Sequence[int]]):
         """Float (batch, vocab) numpy weights for token-id lists, padded to the longest."""

@@ -148,8 +148,8 @@ def run_search(index: Path, output: Path, *, topics: str | None = None, encoded_
                          index)
     if hits < 1:
         raise ReproError("--hits must be at least 1")
-    if engine == "lucene" and (query_cut or heap_factor):
-        raise ReproError("--query-cut and --heap-factor are Seismic settings; this is a Lucene index", index)
+    if engine == "lucene":
+        _no_seismic_settings(index, query_cut, heap_factor)
     if kind == "bm25":
         if encoded_queries or model:
             raise ReproError("this is a BM25 index: give --topics (text), not --model or --encoded-queries", index)
@@ -165,11 +165,13 @@ def run_search(index: Path, output: Path, *, topics: str | None = None, encoded_
         empty = [qid for qid, vec in queries.items() if not any(w > 0 for w in vec.values())]
     if empty:
         log.warning("%d quer(ies) have no terms and get no results (e.g. %s)", len(empty), empty[0])
-    searchable = {qid: q for qid, q in queries.items() if qid not in set(empty)}
+    skipped = set(empty)
+    searchable = {qid: q for qid, q in queries.items() if qid not in skipped}
     if not searchable:
         results = {}
     elif engine == "seismic":
-        results = _search_seismic(index, searchable, hits, query_cut, heap_factor)
+        searcher = open_searcher(index, query_cut=query_cut, heap_factor=heap_factor)
+        results = {qid: searcher.search(vec, hits) for qid, vec in searchable.items()}
     else:
         if kind == "impact":
             searchable = {qid: query_line(qid, vec).partition("\t")[2] for qid, vec in searchable.items()}
@@ -182,15 +184,6 @@ def run_search(index: Path, output: Path, *, topics: str | None = None, encoded_
                                              "seismic": {"query_cut": query_cut, "heap_factor": heap_factor}
                                              if engine == "seismic" else None},
                           queries=len(queries), empty_queries=len(empty), lines=lines)
-
-
-def _search_seismic(index: Path, queries: dict[str, dict[str, int]], hits: int, query_cut: int | None,
-                    heap_factor: float | None) -> dict[str, list[tuple[str, int | str]]]:
-    """Approximate top-``hits`` per query with Seismic, in process (ordered by the tie rule)."""
-    from repro.seismic_backend import SeismicSearcher
-
-    searcher = SeismicSearcher(index, query_cut=query_cut, heap_factor=heap_factor)
-    return {qid: searcher.search(vec, hits) for qid, vec in queries.items()}
 
 
 def impact_queries(meta: dict[str, Any], topics: str | None, encoded_queries: str | None, model: str | None,
@@ -211,7 +204,7 @@ def impact_queries(meta: dict[str, Any], topics: str | None, encoded_queries: st
 
     texts = read_topics(topics, topic_format)
     if factor is None:
-        factor = meta.get("encode_config", {}).get("factor", 100)
+        factor = index_factor(meta)
     encoder = query_encoder(model, runtime=runtime, max_length=query_max_length, threads=threads)
     return dict(zip(texts, encoder.encode(list(texts.values()), factor=factor, batch_size=batch_size)))
 
@@ -227,8 +220,17 @@ def open_searcher(index: Path, *, query_cut: int | None = None, heap_factor: flo
         return SeismicSearcher(Path(index), query_cut=query_cut, heap_factor=heap_factor)
     if kind != "impact":
         raise ReproError(f"interactive search needs a SPLADE index (impact or Seismic), not {kind}", index)
-    if query_cut or heap_factor:
-        raise ReproError("--query-cut and --heap-factor are Seismic settings; this is a Lucene index", index)
+    _no_seismic_settings(index, query_cut, heap_factor)
     from repro.searcher import LuceneImpactSearcher
 
     return LuceneImpactSearcher(Path(index), memory=memory)
+
+
+def index_factor(meta: dict[str, Any]) -> float:
+    """The quantization factor the index's documents were encoded with (queries must use the same)."""
+    return meta.get("encode_config", {}).get("factor", 100)
+
+
+def _no_seismic_settings(index: Path, query_cut: int | None, heap_factor: float | None) -> None:
+    if query_cut or heap_factor:
+        raise ReproError("--query-cut and --heap-factor are Seismic settings; this is a Lucene index", index)

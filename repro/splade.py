@@ -103,9 +103,7 @@ class SpladeEncoder:
     # --- tokenization -------------------------------------------------------------------------
     def tokenize(self, texts: Sequence[str]) -> tuple[list[list[int]], list[bool]]:
         """Token ids per text (truncated to max_length) and whether each text was truncated."""
-        enc = self.tokenizer(list(texts), truncation=True, max_length=self.max_length, add_special_tokens=True)
-        truncated = [len(e.overflowing) > 0 for e in enc.encodings] if enc.encodings else [False] * len(texts)
-        return enc["input_ids"], truncated
+        return tokenize(self.tokenizer, texts, self.max_length)
 
     # --- the model ----------------------------------------------------------------------------
     def _autocast(self):
@@ -231,6 +229,14 @@ class SpladeEncoder:
         ids, _ = self.tokenize(texts)
         parts = [self.weights(ids[i : i + batch_size]).cpu() for i in range(0, len(ids), batch_size)]
         return torch.cat(parts) if parts else torch.zeros((0, len(self.vocab)))
+
+
+def tokenize(tokenizer: Any, texts: Sequence[str], max_length: int) -> tuple[list[list[int]], list[bool]]:
+    """Token ids per text (specials added, truncated to ``max_length``) and whether each was truncated;
+    the one tokenization every encoder (PyTorch and ONNX) uses, so their inputs are the same."""
+    enc = tokenizer(list(texts), truncation=True, max_length=max_length, add_special_tokens=True)
+    truncated = [len(e.overflowing) > 0 for e in enc.encodings] if enc.encodings else [False] * len(texts)
+    return enc["input_ids"], truncated
 
 
 def query_line(qid: str, vector: dict[str, int]) -> str:

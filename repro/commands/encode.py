@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from repro.queries import RUNTIMES
+
 from repro.errors import ReproError
 
 
@@ -22,7 +24,7 @@ from repro.errors import ReproError
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available).")
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32", show_default=True)
 @click.option("--threads", type=int, default=None, help="CPU threads for torch (or onnxruntime).")
-@click.option("--runtime", type=click.Choice(["torch", "onnx", "onnx-int8"]), default="torch", show_default=True,
+@click.option("--runtime", type=click.Choice(RUNTIMES), default="torch", show_default=True,
               help="Query encoder runtime (--queries only): onnx = same vectors, faster on CPU; onnx-int8 = faster still, approximate.")
 @click.option("--skip-bad-lines", is_flag=True, help="Skip malformed corpus lines (counted and reported) instead of stopping.")
 @click.option("--force", is_flag=True, help="Redo even if the output exists.")

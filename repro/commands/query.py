@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from repro.queries import RUNTIMES
+
 INTERACTIVE_QUERY_CUT = 10  # a few results for a person, not a 1000-deep run: see docs/benchmarks.md
 
 
@@ -16,7 +18,7 @@ INTERACTIVE_QUERY_CUT = 10  # a few results for a person, not a 1000-deep run: s
 @click.argument("text", nargs=-1)
 @click.option("--model", "-m", required=True, help="SPLADE model that encoded the index.")
 @click.option("--hits", "-k", default=10, show_default=True, help="Documents to show per query.")
-@click.option("--runtime", type=click.Choice(["torch", "onnx", "onnx-int8"]), default="onnx", show_default=True,
+@click.option("--runtime", type=click.Choice(RUNTIMES), default="onnx", show_default=True,
               help="Query encoder runtime (onnx gives the same vectors as torch, faster).")
 @click.option("--query-max-length", default=64, show_default=True)
 @click.option("--factor", type=float, default=None, help="Query quantization factor (default: the collection's).")
@@ -39,14 +41,14 @@ def command(index, text, model, hits, runtime, query_max_length, factor, query_c
     """
     from repro.index import read_index_manifest
     from repro.queries import query_encoder
-    from repro.search import open_searcher
+    from repro.search import index_factor, open_searcher
 
     meta = read_index_manifest(index)
     if meta["config"]["kind"] == "seismic" and query_cut is None:
         query_cut = INTERACTIVE_QUERY_CUT
     searcher = open_searcher(index, query_cut=query_cut, heap_factor=heap_factor)
     if factor is None:
-        factor = meta.get("encode_config", {}).get("factor", 100)
+        factor = index_factor(meta)
     encoder = query_encoder(model, runtime=runtime, max_length=query_max_length, threads=threads)
     lines = [" ".join(text)] if text else (line.rstrip("\n") for line in sys.stdin)
     if not text and sys.stdin.isatty():

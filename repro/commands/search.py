@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from repro.queries import RUNTIMES
+
 
 @click.command("search")
 @click.argument("index", type=click.Path(path_type=Path))
@@ -22,7 +24,7 @@ import click
 @click.option("--java-memory", default=None, help="JVM heap, e.g. 8g.")
 @click.option("--backend", type=click.Choice(["lucene", "seismic"]), default=None,
               help="Engine; must match the index (default: whatever the index was built with).")
-@click.option("--runtime", type=click.Choice(["torch", "onnx", "onnx-int8"]), default="torch", show_default=True,
+@click.option("--runtime", type=click.Choice(RUNTIMES), default="torch", show_default=True,
               help="Query encoder runtime for --model (onnx: same vectors, faster on CPU; onnx-int8: approximate).")
 @click.option("--query-cut", type=int, default=None, help="Seismic: heaviest query terms scanned (default 20).")
 @click.option("--heap-factor", type=float, default=None, help="Seismic: block-skipping aggressiveness, 0-1 (default 0.8).")
