@@ -92,11 +92,8 @@ def bench(name: str, corpus: Path, topics: Path, qrels: Path, model: Path, work:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shared", type=Path, default=Path(os.environ.get("REPRO_SHARED", ROOT.parent / "shared")))
-    parser.add_argument("--json", type=Path, default=None)
-    parser.add_argument("--no-append", action="store_true", help="print only; leave docs/benchmarks.md alone")
     parser.add_argument("--collections", default="Cranfield,CACM", help="comma list of Cranfield,CACM")
-    parser.add_argument("--smoke", action="store_true", help="Cranfield only: checks that the script runs")
-    parser.add_argument("--work", type=Path, default=None, help="(unused; accepted like the other benchmarks)")
+    common.add_run_options(parser, smoke_help="Cranfield only: checks that the script runs")
     args = parser.parse_args(argv)
     wanted = {"Cranfield"} if args.smoke else set(args.collections.split(","))
     data, model = args.shared / "data", args.shared / "models" / "splade-tiny"
@@ -127,8 +124,7 @@ def main(argv: list[str] | None = None) -> int:
 
     table = common.markdown_table(header, [[cell(r, c) for c in header] for r in rows])
     print(table)
-    if not (args.smoke or args.no_append):
-        common.append_to_docs("Effect of the speed paths on effectiveness", table)
+    common.publish(args, "Effect of the speed paths on effectiveness", table)
     if args.json:
         common.save_json(args.json, {"machine": common.machine(), "date": common.today(), "rows": rows})
     return 0

@@ -143,7 +143,6 @@ def _ids(encoder, vector: dict[str, int]) -> dict[int, int]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--work", type=Path, default=common.DEFAULT_WORK)
     parser.add_argument("--texts", type=int, default=400, help="texts for splade-tiny")
     parser.add_argument("--base-texts", type=int, default=48, help="texts for the BERT-base-sized model (0: skip)")
     parser.add_argument("--max-length", type=int, default=256)
@@ -151,9 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-bf16", action="store_true")
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script runs")
-    parser.add_argument("--json", type=Path, default=None)
-    parser.add_argument("--no-append", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    common.add_run_options(parser)
     args = parser.parse_args(argv)
     if args.smoke:
         args.texts, args.base_texts, args.reps = 24, 0, 1
@@ -190,8 +187,7 @@ def main(argv: list[str] | None = None) -> int:
             notes.append(f"{res['model']}: bf16 vs fp32: {bf['differ']} of {bf['weights']} weights differ "
                          f"(max |diff| {bf['max_abs_diff']})")
     print("\n".join(notes))
-    if not (args.smoke or args.no_append):
-        common.append_to_docs("Document encoding on CPU", table + "\n\n" + "\n".join(f"- {n}" for n in notes))
+    common.publish(args, "Document encoding on CPU", table + "\n\n" + "\n".join(f"- {n}" for n in notes))
     if args.json:
         common.save_json(args.json, {"machine": common.machine(), "date": common.today(), "lengths": lengths,
                                      "results": results, "args": {k: str(v) for k, v in vars(args).items()}})

@@ -114,11 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-batch", type=int, default=128)
     parser.add_argument("--train-steps", type=int, default=20)
     parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--no-append", action="store_true", help="print only; leave docs/benchmarks.md alone")
     parser.add_argument("--peak-tflops", type=float, default=989.0)
-    parser.add_argument("--work", type=Path, default=common.DEFAULT_WORK)
-    parser.add_argument("--smoke", action="store_true", help="CPU, tiny model and sizes")
-    parser.add_argument("--json", type=Path, default=None)
+    common.add_run_options(parser, smoke_help="CPU, tiny model and sizes")
     args = parser.parse_args(argv)
     import torch
     from transformers import AutoTokenizer
@@ -148,8 +145,7 @@ def main(argv: list[str] | None = None) -> int:
                      f"{r['triplets_per_s']:.0f} triplets/s", f"{r['step_s']:.3f} s/step", "", ""])
     table = common.markdown_table(["what", "throughput", "time", "work", "utilization"], rows)
     print(table)
-    if not (args.smoke or args.no_append):
-        common.append_to_docs(f"GPU throughput on {dev}", table)
+    common.publish(args, f"GPU throughput on {dev}", table)
     if args.json:
         common.save_json(args.json, {"device": dev, "date": common.today(), "encode": enc, "train": train})
     return 0

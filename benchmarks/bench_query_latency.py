@@ -145,10 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seismic", type=setting, nargs="+", default=[(20, 0.8), (10, 0.8), (5, 0.7)],
                         metavar="CUT:HEAP", help="Seismic query_cut:heap_factor settings to time (recall@10 each)")
     parser.add_argument("--no-seismic", action="store_true")
-    parser.add_argument("--work", type=Path, default=common.DEFAULT_WORK)
-    parser.add_argument("--smoke", action="store_true")
-    parser.add_argument("--json", type=Path, default=None)
-    parser.add_argument("--no-append", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    common.add_run_options(parser)
     args = parser.parse_args(argv)
     if args.smoke:
         args.docs, args.queries, args.baseline_queries, args.warmup, args.models = [2000], 6, 2, 2, "tiny"
@@ -177,8 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     table = common.markdown_table(["docs", "pipeline", "encode p50 ms", "encode p99 ms", "retrieve p50 ms",
                                    "retrieve p99 ms", "end-to-end p50 ms", "end-to-end p99 ms"], all_rows)
     print(table)
-    if not (args.smoke or args.no_append):
-        common.append_to_docs("Query latency, one query at a time", table)
+    common.publish(args, "Query latency, one query at a time", table)
     if args.json:
         common.save_json(args.json, {"machine": common.machine(), "date": common.today(), "rows": all_rows,
                                      "recall_at_10": {r["docs"]: r["recall_at_10"] for r in results},

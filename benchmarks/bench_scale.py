@@ -28,10 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--hits", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--work", type=Path, default=common.DEFAULT_WORK)
-    parser.add_argument("--smoke", action="store_true")
-    parser.add_argument("--json", type=Path, default=None)
-    parser.add_argument("--no-append", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    common.add_run_options(parser)
     args = parser.parse_args(argv)
     if args.smoke:
         args.docs, args.queries = [2000], 10
@@ -67,8 +64,7 @@ def main(argv: list[str] | None = None) -> int:
               "q/s one at a time (in-process, 1 thr)"]
     table = common.markdown_table(header, rows)
     print(table)
-    if not (args.smoke or args.no_append):
-        common.append_to_docs("Scale: Lucene and Seismic vs collection size", table)
+    common.publish(args, "Scale: Lucene and Seismic vs collection size", table)
     if args.json:
         common.save_json(args.json, {"machine": common.machine(), "date": common.today(), "header": header, "rows": rows})
     return 0

@@ -97,6 +97,20 @@ def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
+def add_run_options(parser: Any, smoke_help: str = "tiny sizes: checks that the script runs") -> None:
+    """The options every benchmark shares: cache folder, smoke mode, JSON output, whether to append."""
+    parser.add_argument("--work", type=Path, default=DEFAULT_WORK, help="cache of models, collections and indexes")
+    parser.add_argument("--smoke", action="store_true", help=smoke_help)
+    parser.add_argument("--json", type=Path, default=None, help="also write the results as JSON")
+    parser.add_argument("--no-append", action="store_true", help="print only; leave docs/benchmarks.md alone")
+
+
+def publish(args: Any, title: str, body: str) -> None:
+    """Append a finished run to docs/benchmarks.md, except smoke runs and --no-append."""
+    if not (args.smoke or args.no_append):
+        append_to_docs(title, body)
+
+
 def append_to_docs(title: str, body: str, *, docs: Path | None = None) -> Path:
     """Append a dated section (title, machine, the exact command, the printed table) to
     docs/benchmarks.md, so every run leaves its numbers where the project keeps them."""
