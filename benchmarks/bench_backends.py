@@ -57,8 +57,8 @@ def overlap(exact: dict, approx: dict, k: int) -> float:
 
 
 def bench(name: str, corpus: Path, topics: Path, qrels: Path, model: Path, work: Path) -> list[dict]:
-    from repro.evaluate import evaluate
-    from repro.stats import compare
+    from repro.evaluate.evaluation import evaluate
+    from repro.evaluate.significance import compare
 
     repro("encode", str(corpus), "-m", str(model), "-o", str(work / "coll"), "--max-length", "256", "-q")
     repro("index", str(work / "coll"), "-o", str(work / "lucene"))

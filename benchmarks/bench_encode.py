@@ -71,7 +71,7 @@ def bench_model(name: str, path: Path, texts: list[str], *, max_length: int, bat
                 threads: int, bf16: bool) -> dict:
     import torch
 
-    from repro.splade import SpladeEncoder
+    from repro.encode.torch_encoder import SpladeEncoder
 
     torch.set_num_threads(threads)
     ours = SpladeEncoder(str(path), max_length=max_length, device="cpu", threads=threads)

@@ -34,7 +34,7 @@ MSMARCO_PASSAGES = 8_841_823
 def bench_encoding(model: Path, texts: list[str], device: str, dtype: str, batch_size: int, reps: int, peak: float):
     import torch
 
-    from repro.splade import SpladeEncoder
+    from repro.encode.torch_encoder import SpladeEncoder
 
     enc = SpladeEncoder(str(model), max_length=256, device=device, dtype=dtype)
     ids, _ = enc.tokenize(texts)

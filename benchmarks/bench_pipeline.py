@@ -32,8 +32,8 @@ def timed(*args: str) -> float:
 
 
 def bench(name: str, corpus: Path, topics: Path, qrels: Path, model: Path, work: Path) -> dict:
-    from repro.corpus import iter_docs
-    from repro.topics import read_topics
+    from repro.formats.corpus import iter_docs
+    from repro.formats.topics import read_topics
 
     n_docs = sum(1 for _ in iter_docs(corpus))
     n_queries = len(read_topics(topics))

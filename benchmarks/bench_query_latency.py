@@ -4,9 +4,9 @@ Encoders (real MS MARCO dev query texts, 1 thread): PyTorch SpladeEncoder (basel
 query encoder (fp32 and int8), for splade-tiny and a BERT-base-sized model (random weights).
 Retrievers (synthetic index with SPLADE-like statistics, see common.SyntheticSplade; query j is
 synthetic query vector j, since a random-weight model's vectors are not SPLADE-like):
-  baseline  a fresh Anserini SearchCollection subprocess per query (repro.search.search_topics)
-  lucene    the in-process searcher (repro.searcher.LuceneImpactSearcher), exact
-  seismic   repro.seismic_backend.SeismicSearcher, approximate (recall@10 vs exact reported)
+  baseline  a fresh Anserini SearchCollection subprocess per query (repro.search.run.search_topics)
+  lucene    the in-process searcher (repro.engines.lucene_searcher.LuceneImpactSearcher), exact
+  seismic   repro.engines.seismic.SeismicSearcher, approximate (recall@10 vs exact reported)
 End to end = encoding + retrieval of the same query, every variant run per query, interleaved.
 
     .venv/bin/python benchmarks/bench_query_latency.py --docs 10000 100000
@@ -30,7 +30,7 @@ def prepare_indexes(work: Path, docs: int, synth, *, seismic: bool, threads: int
     lucene = work / f"synthetic-{docs}" / "lucene"
     info = {"lucene": lucene, "lucene_build": common.build_lucene_index(coll, lucene, threads=threads)}
     if seismic:
-        from repro.seismic_backend import build_seismic_index
+        from repro.engines.seismic import build_seismic_index
 
         folder = work / f"synthetic-{docs}" / "seismic"
         if not (folder / "seismic.json").exists():
@@ -49,15 +49,15 @@ def timed(fn, *args, **kwargs):
 
 
 def run_size(docs: int, args, encoders: dict, synth) -> dict:
-    from repro.search import search_topics
-    from repro.searcher import LuceneImpactSearcher
-    from repro.splade import query_line
+    from repro.search.run import search_topics
+    from repro.engines.lucene_searcher import LuceneImpactSearcher
+    from repro.encode.torch_encoder import query_line
 
     idx = prepare_indexes(args.work, docs, synth, seismic=not args.no_seismic, threads=args.threads)
     lucene = LuceneImpactSearcher(idx["lucene"])
     retrievers = {"lucene in-process": lambda v: lucene.search(v, args.hits)}
     if "seismic" in idx:
-        from repro.seismic_backend import SeismicSearcher
+        from repro.engines.seismic import SeismicSearcher
 
         seis = SeismicSearcher(idx["seismic"])
         for cut, heap in args.seismic:
@@ -149,8 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.smoke:
         args.docs, args.queries, args.baseline_queries, args.warmup, args.models = [2000], 6, 2, 2, "tiny"
-    from repro.onnx_query import OnnxQueryEncoder
-    from repro.splade import SpladeEncoder
+    from repro.encode.onnx_encoder import OnnxQueryEncoder
+    from repro.encode.torch_encoder import SpladeEncoder
 
     encoders = {}
     models = []

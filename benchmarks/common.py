@@ -114,7 +114,7 @@ def publish(args: Any, title: str, body: str) -> None:
 def append_to_docs(title: str, body: str, *, docs: Path | None = None) -> Path:
     """Append a dated section (title, machine, the exact command, the printed table) to
     docs/benchmarks.md, so every run leaves its numbers where the project keeps them."""
-    from repro.atomic import write_text
+    from repro.outputs import write_text
 
     target = docs or ROOT / "docs" / "benchmarks.md"
     old = target.read_text(encoding="utf-8") if target.exists() else "# Benchmarks\n"
@@ -380,8 +380,7 @@ def write_collection(folder: Path, docs: int, synth: SyntheticSplade, shard: int
 
 def build_lucene_index(collection: Path, index: Path, threads: int = 2, memory: str | None = None) -> dict[str, float]:
     """Anserini impact index (cached); returns build seconds, size and the JVM's peak RSS when built now."""
-    from repro import anserini
-
+    from repro.engines import anserini
     info_file = index.parent / (index.name + ".build.json")
     if (index / "COMPLETE").exists() and info_file.exists():
         return json.loads(info_file.read_text())

@@ -16,7 +16,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from repro.atomic import write_text
+from repro.outputs import write_text
 from repro.errors import ReproError
 
 MANIFEST_SUFFIX = ".manifest.json"

@@ -83,7 +83,7 @@ def evaluate(model_dir: str, docs, queries, qrels, max_length: int = 256) -> dic
     import torch
     from ir_measures import nDCG, RR, R
 
-    from repro.quality import expected_flops, model_report, raw_vectors
+    from repro.encode.quality import expected_flops, model_report, raw_vectors
     from repro.train.model import load_sparse_encoder
 
     torch.set_num_threads(2)

@@ -1,7 +1,7 @@
 """Reproduce the punctuation-on-top failure with evidence: inspect models with and without the fault.
 
 Steps (each skippable; CPU minutes):
-  1. `inspect`: for each MODEL (name=path), the token-quality report (repro.quality.model_report,
+  1. `inspect`: for each MODEL (name=path), the token-quality report (repro.encode.quality.model_report,
      i.e. what `repro inspect` prints) and the source positions (`repro inspect --explain-positions`)
      on the probe queries + the first N MS MARCO dev queries, with correct pooling and with the
      diagnostic `--pooling-fault pad` (padded to 32 tokens).
@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 
 def probe_texts(n_msmarco: int) -> list[str]:
-    from repro.quality import DEFAULT_PROBES
+    from repro.encode.quality import DEFAULT_PROBES
 
     path = SHARED / "data" / "msmarco-passage" / "topics.msmarco-passage.dev-subset.txt"
     with open(path, encoding="utf-8") as fh:
@@ -41,7 +41,7 @@ def probe_texts(n_msmarco: int) -> list[str]:
 
 
 def inspect_model(path: str, texts: list[str], pooling_fault: str | None, max_length: int) -> dict:
-    from repro.quality import is_punctuation, model_report, position_sources
+    from repro.encode.quality import is_punctuation, model_report, position_sources
     from repro.train.model import load_sparse_encoder
 
     model = load_sparse_encoder(path, max_seq_length=max_length)

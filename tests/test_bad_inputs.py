@@ -34,7 +34,7 @@ def model(_tiny_mlm_session) -> Path:
 @pytest.fixture(scope="module")
 def small_collection(tmp_path_factory, _tiny_mlm_session) -> Path:
     """A finished 30-document collection (3 shards), made once and copied by tests that damage it."""
-    from repro.encode import encode_corpus
+    from repro.encode.documents import encode_corpus
 
     tmp = tmp_path_factory.mktemp("coll")
     make_corpus(tmp / "corpus.tsv", 30)
@@ -142,9 +142,9 @@ def test_non_utf8_bytes_are_replaced_counted_and_named(cli, model, tmp_path, cap
 
 
 def test_huge_line_is_refused_with_its_line(cli, model, tmp_path, monkeypatch):
-    import repro.textio
+    import repro.formats.textio
 
-    monkeypatch.setattr(repro.textio, "MAX_LINE_BYTES", 4096)  # the real limit is 16 MB; same code path
+    monkeypatch.setattr(repro.formats.textio, "MAX_LINE_BYTES", 4096)  # the real limit is 16 MB; same code path
     corpus = tmp_path / "huge.tsv"
     corpus.write_text("d1\tfox\nd2\t" + "x" * 10_000 + "\n")
     res = cli("encode", corpus, "-m", model, "-o", tmp_path / "coll", "-q")

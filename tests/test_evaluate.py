@@ -14,9 +14,9 @@ from click.testing import CliRunner
 
 from repro.cli import cli
 from repro.errors import BadInputError, ReproError
-from repro.evaluate import evaluate
-from repro.qrels import read_qrels
-from repro.runfiles import read_run, write_run
+from repro.evaluate.evaluation import evaluate
+from repro.formats.qrels import read_qrels
+from repro.formats.runs import read_run, write_run
 
 QRELS = "1 0 a 1\n1 0 b 0\n2 0 c 2\n2 0 d 1\n3 0 e 1\n"
 RUN = (

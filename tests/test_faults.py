@@ -121,7 +121,7 @@ def test_finished_collection_is_not_redone(reference, cli):
 
 def test_interrupt_in_process_keeps_finished_shards(reference, tmp_path, cli, monkeypatch):
     """KeyboardInterrupt in the middle of encoding: exit 130, one line, no temp files, then resumable."""
-    from repro.splade import SpladeEncoder
+    from repro.encode.torch_encoder import SpladeEncoder
 
     real, calls = SpladeEncoder.encode, {"n": 0}
 

@@ -188,7 +188,7 @@ def test_search_never_imports_pyserini(built):
     import subprocess
     import sys
 
-    code = ("import sys; from repro.search import run_search; from repro.index import build_impact_index; "
+    code = ("import sys; from repro.search.run import run_search; from repro.index.build import build_impact_index; "
             "print('pyserini' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

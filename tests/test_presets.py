@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from repro.cli import cli
 from repro.errors import ReproError
-from repro.preset import PRESET_DIR, choose, expand, list_presets, load_preset
+from repro.reproduce.preset import PRESET_DIR, choose, expand, list_presets, load_preset
 
 REQUIRED = [
     "msmarco-v1-passage.splade-pp-ed", "msmarco-v1-passage.splade-pp-sd", "msmarco-v1-passage.splade-v3",
@@ -132,7 +132,7 @@ def test_presets_command_lists_and_shows():
 
 # --- MS MARCO files in the shared data, against the preset -------------------------------------
 def _cached_files():
-    from repro.preset import available
+    from repro.reproduce.preset import available
 
     for name in ("msmarco-v1-passage.splade-pp-ed", "msmarco-v1-passage.splade-v3"):
         for ts in load_preset(name).topic_sets:
@@ -145,9 +145,9 @@ def test_msmarco_cached_queries_match_preset(shared_data):
     """Every cached query file has exactly the preset's topics (fast: ids only; DL files fully parsed)."""
     import gzip
 
-    from repro.queries import read_encoded_queries
-    from repro.reproduce import check_counts
-    from repro.topics import read_topics
+    from repro.encode.queries import read_encoded_queries
+    from repro.reproduce.plan import check_counts
+    from repro.formats.topics import read_topics
 
     for name, ts, cached in _cached_files():
         with gzip.open(cached, "rt", encoding="utf-8") as handle:
@@ -168,7 +168,7 @@ def test_msmarco_cached_queries_match_preset(shared_data):
 
 @pytest.mark.slow
 def test_msmarco_dev_cached_queries_parse_fully(shared_data):
-    from repro.queries import read_encoded_queries
+    from repro.encode.queries import read_encoded_queries
 
     for name, ts, cached in _cached_files():
         if ts.name == "dev-small":
@@ -180,7 +180,7 @@ def test_msmarco_dev_cached_queries_parse_fully(shared_data):
 def test_count_mismatch_is_an_error(shared_data, tmp_path):
     from dataclasses import replace
 
-    from repro.reproduce import check_counts
+    from repro.reproduce.plan import check_counts
 
     ts = replace(load_preset("msmarco-v1-passage.splade-pp-ed").topic_set("dl19"), queries=44)
     with pytest.raises(ReproError, match="the preset says 44 queries, the data has 43"):

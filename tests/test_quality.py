@@ -7,9 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from repro import quality
-
-
+from repro.encode import quality
 class FakeTokenizer:
     """Just what VocabClasses needs: a vocabulary and the special ids."""
 

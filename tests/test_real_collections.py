@@ -55,7 +55,7 @@ def test_cranfield_splade_and_bm25(cranfield):
 
 def test_cranfield_qrels_are_numbered_by_position(cranfield, shared_data):
     """Scored against the .I ids instead of positions, the same run collapses: the mapping matters."""
-    from repro.topics import read_topics
+    from repro.formats.topics import read_topics
 
     tmp, scores = cranfield
     by_position = read_topics(shared_data / "cranfield" / "cran.qry")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from repro.report import BANNER, NOT_RUN, ROOT, figure_ndcg_differences, render
+from repro.reproduce.report import BANNER, NOT_RUN, ROOT, figure_ndcg_differences, render
 
 
 def test_reproductions_page_is_current():

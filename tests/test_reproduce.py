@@ -9,9 +9,9 @@ import pytest
 from click.testing import CliRunner
 
 from repro.cli import cli
-from repro.preset import PACKAGE_DIR, Expected, load_preset
-from repro.reproduce import make_plan, reproduce
-from repro.verdict import compare, verdict
+from repro.reproduce.preset import PACKAGE_DIR, Expected, load_preset
+from repro.reproduce.plan import make_plan, reproduce
+from repro.reproduce.verdict import compare, verdict
 
 DEMO = PACKAGE_DIR / "data" / "demo"
 
@@ -159,7 +159,7 @@ def test_changed_input_redoes_downstream(tmp_path, splade_tiny):
     lines[0] = f"{qid}\t{text} planet"
     topics.write_text("\n".join(lines) + "\n")
     plan = make_plan(load_preset(splade), workdir=tmp_path / "w", runs_dir=tmp_path / "runs", model=str(splade_tiny))
-    from repro.reproduce import step_status
+    from repro.reproduce.plan import step_status
 
     status = {s.key: step_status(plan, s) for s in plan.steps}
     assert status["encode"] == status["index"] == "up to date"

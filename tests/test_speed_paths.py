@@ -38,7 +38,7 @@ def _differing(a: list[dict[str, int]], b: list[dict[str, int]]) -> tuple[int, i
 def test_fused_head_is_bit_identical(tiny_mlm):
     import torch
 
-    from repro.splade import SpladeEncoder
+    from repro.encode.torch_encoder import SpladeEncoder
 
     enc = SpladeEncoder(str(tiny_mlm), max_length=64, device="cpu")
     assert enc.decoder is not None
@@ -54,8 +54,8 @@ def test_onnx_query_encoder_matches_pytorch(which, request, tmp_path, monkeypatc
     pytest.importorskip("onnxruntime")
     monkeypatch.setenv("REPRO_CACHE", str(tmp_path / "cache"))
     model = request.getfixturevalue(which)
-    from repro.onnx_query import OnnxQueryEncoder
-    from repro.splade import SpladeEncoder
+    from repro.encode.onnx_encoder import OnnxQueryEncoder
+    from repro.encode.torch_encoder import SpladeEncoder
 
     ref = SpladeEncoder(str(model), max_length=64, device="cpu").encode(QUERIES)
     onnx = OnnxQueryEncoder(str(model), max_length=64, threads=1)
@@ -81,9 +81,9 @@ def small_index(tmp_path_factory):
 
 
 def test_in_process_searcher_equals_subprocess(small_index):
-    from repro.search import search_topics
-    from repro.searcher import LuceneImpactSearcher
-    from repro.splade import query_line
+    from repro.search.run import search_topics
+    from repro.engines.lucene_searcher import LuceneImpactSearcher
+    from repro.encode.torch_encoder import query_line
 
     synth = small_index["synth"]
     vectors = {f"q{j}": synth.query_vector(j, small_index["docs"]) for j in range(8)}
@@ -105,8 +105,8 @@ def test_in_process_searcher_equals_subprocess(small_index):
 
 def test_seismic_exhaustive_is_exact(small_index):
     pytest.importorskip("seismic")
-    from repro.searcher import LuceneImpactSearcher
-    from repro.seismic_backend import SeismicSearcher, build_seismic_index
+    from repro.engines.lucene_searcher import LuceneImpactSearcher
+    from repro.engines.seismic import SeismicSearcher, build_seismic_index
 
     folder = small_index["work"] / "seismic"
     build_seismic_index(small_index["collection"], folder, n_postings=small_index["docs"], summary_energy=1.0,

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from repro.splade import SpladeEncoder, query_line
+from repro.encode.torch_encoder import SpladeEncoder, query_line
 
 SPECIAL = {"[CLS]", "[SEP]", "[PAD]", "[MASK]", "[UNK]"}
 
@@ -95,8 +95,8 @@ def test_query_line_repeats_tokens_weight_times():
 
 
 def test_mojibake_and_bad_utf8_are_kept_not_dropped(tmp_path, _tiny_mlm_session, shared_data):
-    from repro.corpus import iter_docs
-    from repro.textio import ReadStats
+    from repro.formats.corpus import iter_docs
+    from repro.formats.textio import ReadStats
 
     toy = (shared_data / "splade-toy" / "full_collection" / "raw.tsv").read_bytes()
     bad = tmp_path / "corpus.tsv"

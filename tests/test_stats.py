@@ -1,13 +1,11 @@
-"""repro.stats on plain per-query arrays: subsampling, bootstrap CIs, paired tests."""
+"""repro.evaluate.significance on plain per-query arrays: subsampling, bootstrap CIs, paired tests."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from repro import stats
-
-
+from repro.evaluate import significance as stats
 @pytest.fixture
 def values():
     return np.random.default_rng(0).random(200)

@@ -18,7 +18,7 @@ def command(kind, source, output):
     Cranfield: grades 1 (best)..4 become 4..1, -1 becomes 0; queries keep their position numbers.
       repro convert-qrels cranfield cranqrel -o qrels/cranfield.qrels
     """
-    from repro.collections import convert_cranfield_qrels
+    from repro.formats.cranfield import convert_cranfield_qrels
 
     count = convert_cranfield_qrels(source, output)
     click.echo(f"wrote {count} judgements -> {output}")

@@ -25,6 +25,6 @@ def command(model, preset, workdir, force):
       repro demo --model ../shared/models/splade-tiny
       repro demo --preset cranfield.splade-tiny
     """
-    from repro.demo import run_demo
+    from repro.reproduce.demo import run_demo
 
     run_demo(model=model, preset=preset, workdir=workdir, force=force, echo=click.echo)

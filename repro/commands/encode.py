@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from repro.queries import RUNTIMES
+from repro.encode.queries import RUNTIMES
 
 from repro.errors import ReproError
 
@@ -46,7 +46,7 @@ def command(source, model, output, queries, fmt, factor, max_length, batch_size,
     if runtime != "torch" and not queries:
         raise ReproError("--runtime onnx/onnx-int8 is for query encoding (--queries); documents use torch")
     if queries:
-        from repro.queries import encode_topics
+        from repro.encode.queries import encode_topics
 
         info = encode_topics(source, output, model=model, fmt=fmt, factor=factor, max_length=max_length or 64,
                              batch_size=batch_size, device=device, dtype=dtype, threads=threads, runtime=runtime,
@@ -54,7 +54,7 @@ def command(source, model, output, queries, fmt, factor, max_length, batch_size,
         click.echo(f"encoded {info['queries']} queries -> {output} (avg {info['avg_terms']:.1f} terms, "
                    f"{info['empty_queries']} empty)")
         return
-    from repro.encode import encode_corpus
+    from repro.encode.documents import encode_corpus
 
     info = encode_corpus(source, output, model=model, fmt=fmt, factor=factor, max_length=max_length,
                          batch_size=batch_size, shard_size=shard_size, device=device, dtype=dtype, threads=threads,

@@ -7,7 +7,7 @@ import math
 
 import click
 
-from repro.evaluate import DEFAULT_MEASURES, PROVIDERS
+from repro.evaluate.evaluation import DEFAULT_MEASURES, PROVIDERS
 
 
 @click.command("evaluate")
@@ -42,7 +42,7 @@ def command(runs, qrels, measures, fmt, per_query, depth, provider, subsample, t
       repro evaluate runs/bm25.trec runs/splade.trec --qrels qrels.dev.txt -m "RR@10 R@1000" --significance
       repro evaluate run.trec --qrels msmarco-passage/trec-dl-2019/judged -m nDCG@10 -m "AP(rel=2)"
     """
-    from repro.evaluate import evaluate
+    from repro.evaluate.evaluation import evaluate
 
     result = evaluate(list(runs), qrels, measures or DEFAULT_MEASURES, provider=provider, depth=depth)
     tables = result.statistics(
@@ -52,7 +52,7 @@ def command(runs, qrels, measures, fmt, per_query, depth, provider, subsample, t
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
     if compare_preset:
-        from repro.verdict import compare_evaluation
+        from repro.reproduce.verdict import compare_evaluation
 
         click.echo(compare_evaluation(result, compare_preset), err=fmt != "table")
     main = result.per_query_table() if per_query else result.aggregate_table()

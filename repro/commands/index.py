@@ -32,7 +32,7 @@ def command(source, output, bm25, backend, seismic_params, threads, java_memory,
     BM25 baseline over the same texts:
       repro index coll/ --bm25 -o indexes/coll.bm25
     """
-    from repro.index import build_bm25_index, build_impact_index, build_seismic
+    from repro.index.build import build_bm25_index, build_impact_index, build_seismic
 
     if bm25 and backend != "lucene":
         raise ReproError("--bm25 builds a Lucene index; --backend seismic is for SPLADE collections")
@@ -53,7 +53,7 @@ def command(source, output, bm25, backend, seismic_params, threads, java_memory,
 
 def _settings(pairs: tuple[str, ...]) -> dict[str, float]:
     """KEY=VALUE pairs -> Seismic build settings, names and numbers checked."""
-    from repro.seismic_backend import DEFAULTS
+    from repro.engines.seismic import DEFAULTS
 
     known = {*DEFAULTS, "n_postings"}
     out: dict[str, float] = {}

@@ -11,7 +11,7 @@ from repro.errors import ReproError
 
 def _read_texts(path: str) -> list[str]:
     """Queries file: `id<TAB>text` lines (the text is the last field) or plain one-text-per-line."""
-    from repro.textio import iter_lines
+    from repro.formats.textio import iter_lines
 
     texts = []
     for _lineno, line in iter_lines(path):
@@ -75,7 +75,7 @@ def command(model, texts, queries, limit, top_k, max_length, fmt, pooling_fault,
     Computed on the raw SPLADE vector (no special-token filtering). Without TEXTS or --queries the
     default probe queries are used.
     """
-    from repro.quality import DEFAULT_PROBES, model_report
+    from repro.encode.quality import DEFAULT_PROBES, model_report
     from repro.train.model import load_sparse_encoder
 
     items = list(texts)
@@ -87,7 +87,7 @@ def command(model, texts, queries, limit, top_k, max_length, fmt, pooling_fault,
     report = model_report(encoder, items, top_k=top_k, pooling_fault=pooling_fault, max_length=max_length)
     report["model"] = str(model)
     if explain_positions:
-        from repro.quality import position_sources
+        from repro.encode.quality import position_sources
 
         report["positions"] = position_sources(encoder, items, top_k=top_k, pooling_fault=pooling_fault,
                                                max_length=max_length)

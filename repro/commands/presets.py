@@ -14,7 +14,7 @@ def command(name):
       repro presets
       repro presets msmarco-v1-passage.splade-pp-ed
     """
-    from repro.preset import list_presets, load_preset
+    from repro.reproduce.preset import list_presets, load_preset
 
     if not name:
         for p in list_presets():

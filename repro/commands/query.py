@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from repro.queries import RUNTIMES
+from repro.encode.queries import RUNTIMES
 
 INTERACTIVE_QUERY_CUT = 10  # a few results for a person, not a 1000-deep run: see docs/benchmarks.md
 
@@ -39,9 +39,9 @@ def command(index, text, model, hits, runtime, query_max_length, factor, query_c
       repro query indexes/cran.splade -m splade-tiny "boundary layer transition"
       repro query indexes/cran.seismic -m splade-tiny < questions.txt
     """
-    from repro.index import read_index_manifest
-    from repro.queries import query_encoder
-    from repro.search import index_factor, open_searcher
+    from repro.index.build import read_index_manifest
+    from repro.encode.queries import query_encoder
+    from repro.search.run import index_factor, open_searcher
 
     meta = read_index_manifest(index)
     if meta["config"]["kind"] == "seismic" and query_cut is None:

@@ -21,7 +21,7 @@ def command(runs_dir, output, no_figures, check):
       repro reproduce cranfield.splade-tiny && repro report
       repro report --check        # in CI: is docs/reproductions.md current?
     """
-    from repro.report import ROOT, render, write_report
+    from repro.reproduce.report import ROOT, render, write_report
 
     runs_dir = runs_dir or ROOT / "runs"
     output = output or ROOT / "docs" / "reproductions.md"

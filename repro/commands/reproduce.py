@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from repro.preset import STAGES
+from repro.reproduce.preset import STAGES
 
 
 @click.command("reproduce")
@@ -29,7 +29,7 @@ def command(preset, workdir, runs_dir, dry_run, from_stage, force, queries, mode
       repro reproduce msmarco-v1-passage.splade-pp-ed --dry-run  # the plan, as repro commands
       repro reproduce cacm.splade-tiny --from-stage search
     """
-    from repro.reproduce import cli_command, reproduce, summary
+    from repro.reproduce.plan import cli_command, reproduce, summary
 
     plan = reproduce(preset, workdir=workdir, runs_dir=runs_dir, dry_run=dry_run, from_stage=from_stage, force=force,
                      queries=queries, model=model, command=cli_command(), echo=click.echo)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from repro.queries import RUNTIMES
+from repro.encode.queries import RUNTIMES
 
 
 @click.command("search")
@@ -38,7 +38,7 @@ def command(index, topics, model, encoded_queries, topic_format, output, hits, t
       repro search indexes/cran.seismic -t cran.qry -m splade-tiny --runtime onnx -o runs/cran.seismic.trec
       repro search indexes/cran.bm25 -t cran.qry -o runs/cran.bm25.trec
     """
-    from repro.search import run_search
+    from repro.search.run import run_search
 
     info = run_search(index, output, topics=topics, encoded_queries=encoded_queries, model=model,
                       topic_format=topic_format, hits=hits, threads=threads, query_max_length=query_max_length,

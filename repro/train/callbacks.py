@@ -17,8 +17,7 @@ from typing import Any
 from sentence_transformers.sparse_encoder.callbacks.splade_callbacks import SpladeRegularizerWeightSchedulerCallback
 from transformers import TrainerCallback
 
-from repro import quality
-
+from repro.encode import quality
 log = logging.getLogger("repro.train")
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from repro.errors import ReproError
-from repro.quality import DEFAULT_PROBES
+from repro.encode.quality import DEFAULT_PROBES
 
 LOSSES = ("mnrl", "margin-mse", "kl")
 DATA_FORMATS = ("auto", "triplets", "jsonl", "irds", "ids")

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from repro.errors import BadInputError, ReproError, short
-from repro.textio import iter_lines
+from repro.formats.textio import iter_lines
 
 
 def detect_format(data: str, data_format: str = "auto") -> str:

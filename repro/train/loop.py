@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from repro.atomic import check_writable, write_text
+from repro.outputs import check_writable, write_text
 from repro.errors import ReproError
 from repro.train.config import TrainConfig
 
@@ -146,7 +146,7 @@ def build_trainer(cfg: TrainConfig, work: Path):
 def run_training(cfg: TrainConfig) -> dict[str, Any]:
     """Train, then write the model folder; returns the summary printed by the command."""
 
-    from repro.atomic import atomic_dir
+    from repro.outputs import atomic_dir
     from repro.manifest import write_manifest
     from repro.train.callbacks import plot_curves, read_records
     from repro.train.modelcard import model_card

@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from repro import irds
+from repro.formats import irds
 from repro.errors import BadInputError, ReproError, short
-from repro.textio import ReadStats, iter_lines
+from repro.formats.textio import ReadStats, iter_lines
 
 FORMATS = ("auto", "tsv", "jsonl", "smart", "irds")
 

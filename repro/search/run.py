@@ -20,13 +20,13 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from repro import anserini
-from repro.atomic import check_writable
+from repro.engines import anserini
+from repro.outputs import check_writable
 from repro.errors import ReproError
-from repro.index import read_index_manifest
+from repro.index.build import read_index_manifest
 from repro.manifest import write_manifest
-from repro.runfiles import write_run
-from repro.splade import query_line
+from repro.formats.runs import write_run
+from repro.encode.torch_encoder import query_line
 
 log = logging.getLogger(__name__)
 EXACT_LIMIT = 2**24  # Lucene scores are float32: integers above this are no longer exact
@@ -155,7 +155,7 @@ def run_search(index: Path, output: Path, *, topics: str | None = None, encoded_
             raise ReproError("this is a BM25 index: give --topics (text), not --model or --encoded-queries", index)
         if not topics:
             raise ReproError("give --topics for a BM25 search")
-        from repro.topics import read_topics
+        from repro.formats.topics import read_topics
 
         queries: dict[str, Any] = {qid: _clean(text) for qid, text in read_topics(topics, topic_format).items()}
         empty = [qid for qid, text in queries.items() if not text.strip()]
@@ -194,13 +194,13 @@ def impact_queries(meta: dict[str, Any], topics: str | None, encoded_queries: st
     if encoded_queries:
         if topics or model:
             raise ReproError("give either --encoded-queries, or --topics with --model, not both")
-        from repro.queries import read_encoded_queries
+        from repro.encode.queries import read_encoded_queries
 
         return read_encoded_queries(encoded_queries)
     if not topics or not model:
         raise ReproError("impact search needs --topics with --model (text queries), or --encoded-queries FILE")
-    from repro.queries import query_encoder
-    from repro.topics import read_topics
+    from repro.encode.queries import query_encoder
+    from repro.formats.topics import read_topics
 
     texts = read_topics(topics, topic_format)
     if factor is None:
@@ -215,13 +215,13 @@ def open_searcher(index: Path, *, query_cut: int | None = None, heap_factor: flo
     meta = read_index_manifest(Path(index))
     kind = meta["config"]["kind"]
     if kind == "seismic":
-        from repro.seismic_backend import SeismicSearcher
+        from repro.engines.seismic import SeismicSearcher
 
         return SeismicSearcher(Path(index), query_cut=query_cut, heap_factor=heap_factor)
     if kind != "impact":
         raise ReproError(f"interactive search needs a SPLADE index (impact or Seismic), not {kind}", index)
     _no_seismic_settings(index, query_cut, heap_factor)
-    from repro.searcher import LuceneImpactSearcher
+    from repro.engines.lucene_searcher import LuceneImpactSearcher
 
     return LuceneImpactSearcher(Path(index), memory=memory)
 

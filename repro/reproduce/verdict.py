@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from repro.preset import Expected
+from repro.reproduce.preset import Expected
 
 SUBSAMPLE_TRIALS = 2000
 EPS = 1e-9  # values are printed to 4 decimals; a delta equal to the tolerance counts as inside
@@ -47,8 +47,7 @@ def subsample_verdict(expected: Expected, per_query: Sequence[float], *, trials:
     """Judge a subset mean against the spread of our own subset means of the same size."""
     import numpy as np
 
-    from repro import stats
-
+    from repro.evaluate import significance as stats
     size = int(expected.subsample_size or 0)
     values = np.asarray(per_query, dtype=float)
     if not 1 <= size < len(values):
@@ -102,7 +101,7 @@ def compare_all(expected: Sequence[Expected], aggregate: dict[str, float] | None
 def compare_preset(preset_name: str, topic_set: str, aggregate: dict[str, float],
                    per_query: dict[str, Sequence[float]] | None = None, queries_mode: str | None = None) -> list[VerdictRow]:
     """Rows for `repro evaluate --compare PRESET[:TOPICS]`: a run's values against a preset's numbers."""
-    from repro.preset import load_preset
+    from repro.reproduce.preset import load_preset
 
     preset = load_preset(preset_name)
     ts = preset.topic_set(topic_set) if topic_set else preset.topic_sets[0]
@@ -125,7 +124,7 @@ def _short(text: str, limit: int = 70) -> str:
 
 
 def compare_evaluation(result, preset_spec: str) -> str:
-    """Verdict tables for every run of a `repro.evaluate.Evaluation` against ``PRESET[:TOPICS]``."""
+    """Verdict tables for every run of a `repro.evaluate.evaluation.Evaluation` against ``PRESET[:TOPICS]``."""
     name, _, topics = preset_spec.partition(":")
     parts = []
     for run in result.runs:

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from repro.atomic import atomic_dir
+from repro.outputs import atomic_dir
 from repro.errors import ReproError
 from repro.manifest import write_manifest
 

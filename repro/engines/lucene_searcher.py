@@ -23,7 +23,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from repro import anserini
+from repro.engines import anserini
 from repro.errors import ReproError
 
 _LOCK = threading.Lock()

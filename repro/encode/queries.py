@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from repro.atomic import atomic_write, check_writable
+from repro.outputs import atomic_write, check_writable
 from repro.errors import BadInputError, ReproError
 from repro.manifest import write_manifest
-from repro.textio import iter_lines
-from repro.topics import read_topics
+from repro.formats.textio import iter_lines
+from repro.formats.topics import read_topics
 
 
 RUNTIMES = ("torch", "onnx", "onnx-int8")
@@ -19,19 +19,19 @@ def query_encoder(model: str, *, runtime: str = "torch", max_length: int = 64, d
                   dtype: str = "float32", threads: int | None = None) -> Any:
     """A query encoder with ``.encode(texts, factor, batch_size)`` and ``.stats``, on the chosen runtime.
 
-    ``torch`` is the reference (repro.splade.SpladeEncoder); ``onnx`` runs the same graph with
+    ``torch`` is the reference (repro.encode.torch_encoder.SpladeEncoder); ``onnx`` runs the same graph with
     onnxruntime (equal vectors up to float rounding); ``onnx-int8`` adds dynamic int8 weights
     (faster, slightly different vectors; effect on nDCG in docs/benchmarks.md).
     """
     if runtime not in RUNTIMES:
         raise ReproError(f"unknown query runtime {runtime!r} (choose from {', '.join(RUNTIMES)})")
     if runtime == "torch":
-        from repro.splade import SpladeEncoder
+        from repro.encode.torch_encoder import SpladeEncoder
 
         return SpladeEncoder(model, max_length=max_length, device=device, dtype=dtype, threads=threads)
     if dtype != "float32" or (device and device != "cpu"):
         raise ReproError(f"--runtime {runtime} runs on the CPU in float32 (its own int8 option is onnx-int8)")
-    from repro.onnx_query import OnnxQueryEncoder
+    from repro.encode.onnx_encoder import OnnxQueryEncoder
 
     return OnnxQueryEncoder(model, max_length=max_length, int8=runtime == "onnx-int8", threads=threads)
 
@@ -42,7 +42,7 @@ def encode_topics(
     runtime: str = "torch", force: bool = False,
 ) -> dict[str, Any]:
     """Encode topics into ``qid<TAB>tok tok ...`` lines (token repeated weight times)."""
-    from repro.splade import query_line
+    from repro.encode.torch_encoder import query_line
 
     output = Path(output)
     check_writable(output, force)

@@ -10,7 +10,7 @@ Rules (see docs/evaluation.md):
 - A query with fewer documents than the depth (``depth``, default the largest @k cutoff) is
   reported, since deep measures then see a truncated ranking.
 
-For speed, runs stay columnar (`repro.runfiles.Run`) and reach the providers as dicts a few
+For speed, runs stay columnar (`repro.formats.runs.Run`) and reach the providers as dicts a few
 hundred thousand rows at a time. A provider group whose measures only look at the top k gets each
 ranking cut to the documents scoring at least the k-th score (ties kept), which cannot change
 their values; RR@k under pytrec_eval (which has no RR cutoff) is computed like ``trec_eval -M k``.
@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from repro.errors import ReproError
-from repro.qrels import Qrels, read_qrels
-from repro.runfiles import Run, query_chunks, read_run
+from repro.formats.qrels import Qrels, read_qrels
+from repro.formats.runs import Run, query_chunks, read_run
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -100,11 +100,10 @@ class Evaluation:
         permutations: int = 10_000,
         seed: int = 0,
     ) -> dict[str, pd.DataFrame]:
-        """Tables for the requested statistics over per-query values (see `repro.stats`)."""
+        """Tables for the requested statistics over per-query values (see `repro.evaluate.significance`)."""
         import pandas as pd
 
-        from repro import stats
-
+        from repro.evaluate import significance as stats
         n = len(self.query_ids)
         tables: dict[str, pd.DataFrame] = {}
         measures = [m for m in self.measures if self._is_mean(m)]

@@ -16,8 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from repro import model as model_io
-
+from repro.encode import model as model_io
 DEFAULT_FACTOR = 100  # naver/splade and Anserini's SPLADE++ regressions quantize weights x100
 
 

@@ -24,7 +24,7 @@ from typing import Any
 from repro.errors import ReproError
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parent.parent
 KINDS = ("published", "ours", "subsample")
 RETRIEVALS = ("splade", "bm25")
 QRELS_FORMATS = ("trec", "cranfield")
@@ -158,8 +158,7 @@ def expand(text: str) -> str:
 
 
 def is_irds_id(text: str) -> bool:
-    from repro import irds
-
+    from repro.formats import irds
     return "${" not in text and not text.startswith(("/", ".", "~")) and (
         irds.looks_like_irds_id(text) or re.fullmatch(r"[a-z][a-z0-9\-]*", text) is not None)
 

@@ -25,11 +25,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from repro.atomic import TMP_PREFIX, atomic_write, remove_stale_temps, write_text
-from repro.corpus import Doc, iter_docs
+from repro.outputs import TMP_PREFIX, atomic_write, remove_stale_temps, write_text
+from repro.formats.corpus import Doc, iter_docs
 from repro.errors import BadInputError, ReproError
 from repro.manifest import config_digest, manifest_path, read_manifest, sha256_file, write_manifest
-from repro.textio import ReadStats
+from repro.formats.textio import ReadStats
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +165,7 @@ def encode_corpus(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Encode a corpus into ``out`` (resuming a killed run with the same config); return the manifest."""
-    from repro.splade import SpladeEncoder
+    from repro.encode.torch_encoder import SpladeEncoder
 
     out = Path(out)
     config = {

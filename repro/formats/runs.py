@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from repro.atomic import atomic_write, check_writable
+from repro.outputs import atomic_write, check_writable
 from repro.errors import BadInputError, ReproError, short
 
 RUN_COLUMNS = "qid Q0 docid rank score tag"

@@ -3,16 +3,16 @@
 Cranfield's `cranqrel` is `query_position doc_id grade` with grades 1 (most relevant) .. 4
 (least) and -1 (judged not relevant). TREC qrels want larger = more relevant, so grade g > 0 maps
 to 5 - g (1 -> 4 ... 4 -> 1) and -1 maps to 0 (judged, not relevant). Query numbers are positions
-in cran.qry, which `repro.topics` also uses as query ids for SMART topics.
+in cran.qry, which `repro.formats.topics` also uses as query ids for SMART topics.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from repro.atomic import atomic_write
+from repro.outputs import atomic_write
 from repro.errors import BadInputError, ReproError
-from repro.textio import iter_lines
+from repro.formats.textio import iter_lines
 
 
 def cranfield_grade(grade: int) -> int:

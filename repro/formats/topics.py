@@ -10,10 +10,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from repro import irds
-from repro.corpus import iter_smart_records
+from repro.formats import irds
+from repro.formats.corpus import iter_smart_records
 from repro.errors import BadInputError, ReproError, short
-from repro.textio import ReadStats, iter_lines
+from repro.formats.textio import ReadStats, iter_lines
 
 TOPIC_FORMATS = ("auto", "tsv", "trec", "smart", "irds")
 
@@ -38,7 +38,7 @@ class iter_lines_head:
         self.path = path
 
     def __enter__(self) -> str:
-        from repro.textio import open_binary
+        from repro.formats.textio import open_binary
 
         with open_binary(self.path) as handle:
             return handle.read(1024).decode("utf-8", errors="replace")

@@ -25,11 +25,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from repro import modelcache
-from repro.atomic import write_text
+from repro.encode import model_cache as modelcache
+from repro.outputs import write_text
 from repro.errors import ReproError
 from repro.manifest import DIR_MANIFEST, config_digest, git_commit, sha256_file, versions
-from repro.preset import STAGES, Preset, TopicSet, available, choose, load_preset
+from repro.reproduce.preset import STAGES, Preset, TopicSet, available, choose, load_preset
 
 RECORDS = "stages"
 EVAL_SUFFIX = ".eval.json"
@@ -194,7 +194,7 @@ def _splade_steps(plan: Plan, command: str) -> None:
         argv += ["--format", p.corpus_format]
 
     def encode(force: bool) -> Any:
-        from repro.encode import encode_corpus
+        from repro.encode.documents import encode_corpus
 
         return encode_corpus(corpus, coll, model=_model_path(plan), fmt=p.corpus_format, factor=factor,
                              max_length=p.doc_max_length, batch_size=p.batch_size, force=force, progress=False)
@@ -205,7 +205,7 @@ def _splade_steps(plan: Plan, command: str) -> None:
                            [corpus, model], [coll], encode, needs_model=True))
 
     def build(force: bool) -> Any:
-        from repro.index import build_impact_index
+        from repro.index.build import build_impact_index
 
         return build_impact_index(coll, index, force=True)
 
@@ -223,7 +223,7 @@ def _splade_steps(plan: Plan, command: str) -> None:
                 qargv += ["--format", ts.topic_format]
 
             def encode_queries(force: bool, topics=topics, qfile=qfile, ts=ts) -> Any:
-                from repro.queries import encode_topics
+                from repro.encode.queries import encode_topics
 
                 return encode_topics(topics, Path(qfile), model=_model_path(plan), fmt=ts.topic_format, factor=factor,
                                      max_length=p.query_max_length, batch_size=p.batch_size, force=True)
@@ -241,7 +241,7 @@ def _bm25_steps(plan: Plan, command: str) -> None:
     index = work / "index"
 
     def build(force: bool) -> Any:
-        from repro.index import build_bm25_index
+        from repro.index.build import build_bm25_index
 
         return build_bm25_index(corpus, index, force=True)
 
@@ -260,7 +260,7 @@ def _search_and_evaluate(plan: Plan, ts: TopicSet, index: Path, query_args: list
     tag = f"repro-{p.name}"
 
     def search(force: bool) -> Any:
-        from repro.search import run_search
+        from repro.search.run import run_search
 
         return run_search(index, run, hits=p.hits, tag=tag, force=True, **query_kw)
 
@@ -275,7 +275,7 @@ def _search_and_evaluate(plan: Plan, ts: TopicSet, index: Path, query_args: list
         qrels = str(plan.workdir / "qrels" / f"{ts.name}.qrels")
 
         def convert(force: bool, src=qrels_source, dst=qrels) -> Any:
-            from repro.collections import convert_cranfield_qrels
+            from repro.formats.cranfield import convert_cranfield_qrels
 
             return convert_cranfield_qrels(src, dst)
 
@@ -312,8 +312,8 @@ def _model_path(plan: Plan) -> str:
 # --- evaluation ---------------------------------------------------------------------------------
 def check_counts(ts: TopicSet, topics_source: str, qrels_path: str) -> dict[str, int]:
     """Topic and qrels counts, checked against what the preset states (a mismatch means other data)."""
-    from repro.qrels import read_qrels
-    from repro.topics import read_topics
+    from repro.formats.qrels import read_qrels
+    from repro.formats.topics import read_topics
 
     topics = read_topics(topics_source, ts.topic_format)
     qrels = read_qrels(qrels_path)
@@ -328,8 +328,8 @@ def check_counts(ts: TopicSet, topics_source: str, qrels_path: str) -> dict[str,
 
 def write_evaluation(plan: Plan, ts: TopicSet, run: Path, qrels: str, topics_source: str, out: Path,
                      command: str) -> dict[str, Any]:
-    """Evaluate a run with repro.evaluate and save aggregate + per-query values with provenance."""
-    from repro.evaluate import evaluate
+    """Evaluate a run with repro.evaluate.evaluation and save aggregate + per-query values with provenance."""
+    from repro.evaluate.evaluation import evaluate
 
     counts = check_counts(ts, topics_source, qrels)
     result = evaluate([run], qrels, list(ts.measures))
@@ -363,7 +363,7 @@ def write_evaluation(plan: Plan, ts: TopicSet, run: Path, qrels: str, topics_sou
 
 def _portable(path: str) -> str:
     """A path as it reads on any machine: shared data and package files by their variable."""
-    from repro.preset import PACKAGE_DIR, shared_root
+    from repro.reproduce.preset import PACKAGE_DIR, shared_root
 
     for root, name in ((shared_root(), "${shared}"), (PACKAGE_DIR, "${package}")):
         try:
@@ -440,7 +440,7 @@ def results(plan: Plan) -> dict[str, dict[str, Any]]:
 
 def summary(plan: Plan) -> str:
     """Verdict tables for every topic set that has results."""
-    from repro.verdict import compare_all, format_rows
+    from repro.reproduce.verdict import compare_all, format_rows
 
     parts = []
     for ts in plan.preset.topic_sets:

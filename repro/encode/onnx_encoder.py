@@ -6,7 +6,7 @@ inside the graph so the caller only tokenizes and quantizes; for one short query
 PyTorch's per-operator dispatch overhead, which dominates at batch 1 (see docs/speed.md).
 
 The max is taken on raw logits (padding pushed to the lowest float) and the activation applied
-once per vocabulary entry, exactly as repro.splade.SpladeEncoder does, so fp32 ONNX vectors equal
+once per vocabulary entry, exactly as repro.encode.torch_encoder.SpladeEncoder does, so fp32 ONNX vectors equal
 the PyTorch ones up to float rounding (a quantized weight can move by 1 when its value sits on a
 .5 boundary). ``int8=True`` adds onnxruntime's dynamic int8 quantization of the weights: faster,
 slightly different vectors (its effect on effectiveness is measured in docs/benchmarks.md).
@@ -23,9 +23,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from repro import model as model_io
+from repro.encode import model as model_io
 from repro.errors import ReproError
-from repro.splade import DEFAULT_FACTOR, EncodeStats, tokenize
+from repro.encode.torch_encoder import DEFAULT_FACTOR, EncodeStats, tokenize
 
 OPSET = 17
 

@@ -98,7 +98,7 @@ def _read_file(path: Path) -> Qrels:
 
 
 def _load_irds(dataset_id: str) -> Qrels:
-    from repro import irds  # one place for ir_datasets' unknown-ID and offline errors
+    from repro.formats import irds  # one place for ir_datasets' unknown-ID and offline errors
 
     by_query: dict[str, dict[str, int]] = {}
     for qrel in irds.iterate(dataset_id, "qrels"):

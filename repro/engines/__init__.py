@@ -1,0 +1,1 @@
+"""Search engines behind one registry: Lucene (Anserini), Seismic."""

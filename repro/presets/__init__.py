@@ -1,1 +1,0 @@
-"""Reproduction presets as data: one TOML per reproduction, read by `repro.preset`."""
