@@ -4,8 +4,8 @@ Encoders (real MS MARCO dev query texts, 1 thread): PyTorch SpladeEncoder (basel
 query encoder (fp32 and int8), for splade-tiny and a BERT-base-sized model (random weights).
 Retrievers (synthetic index with SPLADE-like statistics, see common.SyntheticSplade; query j is
 synthetic query vector j, since a random-weight model's vectors are not SPLADE-like):
-  baseline  a fresh Anserini SearchCollection subprocess per query (repro.search.run.search_topics)
-  lucene    the in-process searcher (repro.engines.lucene_searcher.LuceneImpactSearcher), exact
+  baseline  a fresh Anserini SearchCollection subprocess per query (repro.engines.lucene.search_topics)
+  lucene    the in-process searcher (repro.engines.lucene.LuceneImpactSearcher), exact
   seismic   repro.engines.seismic.SeismicSearcher, approximate (recall@10 vs exact reported)
 End to end = encoding + retrieval of the same query, every variant run per query, interleaved.
 
@@ -49,9 +49,9 @@ def timed(fn, *args, **kwargs):
 
 
 def run_size(docs: int, args, encoders: dict, synth) -> dict:
-    from repro.search.run import search_topics
-    from repro.engines.lucene_searcher import LuceneImpactSearcher
-    from repro.encode.torch_encoder import query_line
+    from repro.engines.lucene import search_topics
+    from repro.engines.lucene import LuceneImpactSearcher
+    from repro.formats.anserini_queries import query_line
 
     idx = prepare_indexes(args.work, docs, synth, seismic=not args.no_seismic, threads=args.threads)
     lucene = LuceneImpactSearcher(idx["lucene"])

@@ -32,10 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.smoke:
         args.docs, args.queries = [2000], 10
-    from repro.search.run import search_topics
-    from repro.engines.lucene_searcher import LuceneImpactSearcher
+    from repro.engines.lucene import search_topics
+    from repro.engines.lucene import LuceneImpactSearcher
     from repro.engines.seismic import SeismicSearcher
-    from repro.encode.torch_encoder import query_line
+    from repro.formats.anserini_queries import query_line
 
     synth = common.SyntheticSplade()
     rows = []

@@ -365,32 +365,33 @@ def doc_id(i: int) -> str:
 
 
 def write_collection(folder: Path, docs: int, synth: SyntheticSplade, shard: int = 100_000) -> Path:
-    """Anserini JsonVectorCollection shards for docs 0..docs-1 (cached: reused if complete)."""
+    """A JsonVectorCollection (repro.formats.collection's layout) of docs 0..docs-1 (cached: reused if complete)."""
+    from repro.formats.collection import SHARDS, record_line, shard_name
+
     done = folder / "COMPLETE"
     if done.exists():
         return folder
-    folder.mkdir(parents=True, exist_ok=True)
+    (folder / SHARDS).mkdir(parents=True, exist_ok=True)
     for start in range(0, docs, shard):
-        with open(folder / f"part-{start // shard:05d}.jsonl", "w", encoding="utf-8") as out:
+        with open(folder / SHARDS / shard_name(start // shard), "w", encoding="utf-8") as out:
             for i in range(start, min(docs, start + shard)):
-                out.write(json.dumps({"id": doc_id(i), "contents": "", "vector": synth.doc_vector(i)}) + "\n")
+                out.write(record_line(doc_id(i), "", synth.doc_vector(i)) + "\n")
     done.write_text(str(docs))
     return folder
 
 
 def build_lucene_index(collection: Path, index: Path, threads: int = 2, memory: str | None = None) -> dict[str, float]:
     """Anserini impact index (cached); returns build seconds, size and the JVM's peak RSS when built now."""
-    from repro.engines import anserini
+    from repro.engines import lucene
+    from repro.formats.collection import SHARDS
+
     info_file = index.parent / (index.name + ".build.json")
     if (index / "COMPLETE").exists() and info_file.exists():
         return json.loads(info_file.read_text())
     shutil.rmtree(index, ignore_errors=True)
     start = time.perf_counter()
     with PeakWatcher() as peak:
-        anserini.run("io.anserini.index.IndexCollection",
-                     ["-collection", "JsonVectorCollection", "-input", str(collection), "-index", str(index),
-                      "-generator", "DefaultLuceneDocumentGenerator", "-threads", str(threads), "-impact",
-                      "-pretokenized"], memory=memory, what="Anserini IndexCollection")
+        lucene.build(collection / SHARDS, index, threads=threads, settings={}, memory=memory)
     seconds = time.perf_counter() - start
     info = {"seconds": seconds, "bytes": dir_bytes(index), "peak_rss_mib": peak.children_mib}
     (index / "COMPLETE").write_text("ok")

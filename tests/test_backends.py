@@ -95,7 +95,8 @@ def seismic_index(built):
 def test_seismic_index_has_a_manifest_checked_against_the_collection(built, seismic_index):
     manifest = json.loads((seismic_index / "manifest.json").read_text())
     coll = json.loads((built["tmp"] / "coll" / "manifest.json").read_text())
-    assert manifest["config"]["kind"] == "seismic"
+    assert manifest["config"]["engine"] == "seismic" and manifest["config"]["kind"] == "impact"
+    assert manifest["weight_total"] == coll["weight_total"]
     assert manifest["documents"] == coll["documents"] == len(built["docs"])
     assert manifest["collection_digest"] == coll["config_digest"]
 

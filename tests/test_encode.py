@@ -70,7 +70,7 @@ def test_changed_settings_on_existing_output_are_refused(tmp_path, corpus, _tiny
 
 
 def test_queries_mode_matches_anserini_cached_format(tmp_path, _tiny_mlm_session, shared_data):
-    from repro.encode.queries import read_encoded_queries
+    from repro.formats.anserini_queries import read_encoded_queries
 
     cached = shared_data / "msmarco-passage" / "splade-encoded-queries" / "topics.dl19-passage.splade-pp-ed.tsv.gz"
     theirs = read_encoded_queries(cached)

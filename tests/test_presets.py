@@ -145,7 +145,7 @@ def test_msmarco_cached_queries_match_preset(shared_data):
     """Every cached query file has exactly the preset's topics (fast: ids only; DL files fully parsed)."""
     import gzip
 
-    from repro.encode.queries import read_encoded_queries
+    from repro.formats.anserini_queries import read_encoded_queries
     from repro.reproduce.plan import check_counts
     from repro.formats.topics import read_topics
 
@@ -168,7 +168,7 @@ def test_msmarco_cached_queries_match_preset(shared_data):
 
 @pytest.mark.slow
 def test_msmarco_dev_cached_queries_parse_fully(shared_data):
-    from repro.encode.queries import read_encoded_queries
+    from repro.formats.anserini_queries import read_encoded_queries
 
     for name, ts, cached in _cached_files():
         if ts.name == "dev-small":

@@ -81,9 +81,9 @@ def small_index(tmp_path_factory):
 
 
 def test_in_process_searcher_equals_subprocess(small_index):
-    from repro.search.run import search_topics
-    from repro.engines.lucene_searcher import LuceneImpactSearcher
-    from repro.encode.torch_encoder import query_line
+    from repro.engines.lucene import search_topics
+    from repro.engines.lucene import LuceneImpactSearcher
+    from repro.formats.anserini_queries import query_line
 
     synth = small_index["synth"]
     vectors = {f"q{j}": synth.query_vector(j, small_index["docs"]) for j in range(8)}
@@ -105,7 +105,7 @@ def test_in_process_searcher_equals_subprocess(small_index):
 
 def test_seismic_exhaustive_is_exact(small_index):
     pytest.importorskip("seismic")
-    from repro.engines.lucene_searcher import LuceneImpactSearcher
+    from repro.engines.lucene import LuceneImpactSearcher
     from repro.engines.seismic import SeismicSearcher, build_seismic_index
 
     folder = small_index["work"] / "seismic"

@@ -7,7 +7,8 @@ import json
 import pytest
 import torch
 
-from repro.encode.torch_encoder import SpladeEncoder, query_line
+from repro.encode.torch_encoder import SpladeEncoder
+from repro.formats.anserini_queries import query_line
 
 SPECIAL = {"[CLS]", "[SEP]", "[PAD]", "[MASK]", "[UNK]"}
 

@@ -39,16 +39,17 @@ def command(index, text, model, hits, runtime, query_max_length, factor, query_c
       repro query indexes/cran.splade -m splade-tiny "boundary layer transition"
       repro query indexes/cran.seismic -m splade-tiny < questions.txt
     """
-    from repro.index.build import read_index_manifest
+    from repro import engines
     from repro.encode.queries import query_encoder
-    from repro.search.run import index_factor, open_searcher
+    from repro.index.build import index_factor, read_index_manifest
+    from repro.search.run import open_searcher
 
     meta = read_index_manifest(index)
-    if meta["config"]["kind"] == "seismic" and query_cut is None:
+    if engines.of_index(meta) == "seismic" and query_cut is None:
         query_cut = INTERACTIVE_QUERY_CUT
     searcher = open_searcher(index, query_cut=query_cut, heap_factor=heap_factor)
     if factor is None:
-        factor = index_factor(meta)
+        factor = index_factor(meta, index)
     encoder = query_encoder(model, runtime=runtime, max_length=query_max_length, threads=threads)
     lines = [" ".join(text)] if text else (line.rstrip("\n") for line in sys.stdin)
     if not text and sys.stdin.isatty():

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from repro import engines
 from repro.encode.queries import RUNTIMES
 
 
@@ -22,7 +23,7 @@ from repro.encode.queries import RUNTIMES
 @click.option("--factor", type=float, default=None, help="Query quantization factor (default: the collection's).")
 @click.option("--tag", default=None, help="Run tag (last column).")
 @click.option("--java-memory", default=None, help="JVM heap, e.g. 8g.")
-@click.option("--backend", type=click.Choice(["lucene", "seismic"]), default=None,
+@click.option("--backend", type=click.Choice(engines.names()), default=None,
               help="Engine; must match the index (default: whatever the index was built with).")
 @click.option("--runtime", type=click.Choice(RUNTIMES), default="torch", show_default=True,
               help="Query encoder runtime for --model (onnx: same vectors, faster on CPU; onnx-int8: approximate).")

@@ -1,12 +1,6 @@
 """`repro encode`: a corpus -> an Anserini JsonVectorCollection, sharded, resumable, verified.
 
-Layout of the output folder::
-
-    OUT/shards/part-00000.jsonl   {"id", "contents", "vector": {token: int}} per line (Anserini's input)
-    OUT/state/                    config of the run and one stats file per finished shard
-    OUT/manifest.json             written last: counts, weight total, per-shard checksums
-
-Shard k holds documents [k*S, (k+1)*S) of the corpus in corpus order, so a run killed at any
+The folder layout is `repro.formats.collection`'s. Shard k holds documents [k*S, (k+1)*S) of the corpus in corpus order, so a run killed at any
 moment (SIGKILL included) resumes by skipping finished shards and redoing the one in progress:
 each shard appears by atomic rename only when complete, and its encoding depends only on its
 own documents, so the result is byte-identical to an uninterrupted run. Each shard's stats keep a
@@ -17,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import queue
 import threading
 from collections.abc import Iterator
@@ -25,29 +18,16 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from repro.outputs import TMP_PREFIX, atomic_write, remove_stale_temps, write_text
-from repro.formats.corpus import Doc, iter_docs
+from repro import defaults
+from repro.distributed import rank_and_world
 from repro.errors import BadInputError, ReproError
-from repro.manifest import config_digest, manifest_path, read_manifest, sha256_file, write_manifest
+from repro.formats.collection import EMPTY_TOKEN, SHARDS, STATE, record_line, shard_name, weight_units
+from repro.formats.corpus import Doc, iter_docs
 from repro.formats.textio import ReadStats
+from repro.manifest import config_digest, manifest_path, read_manifest, sha256_file, write_manifest
+from repro.outputs import TMP_PREFIX, atomic_write, remove_stale_temps, write_text
 
 log = logging.getLogger(__name__)
-
-# Anserini skips a document whose vector is empty, which would silently drop it from the index.
-# Such documents get this one placeholder term instead: no query ever contains it, so it scores
-# nothing, but the document stays in the index and the counts match.
-EMPTY_TOKEN = "[repro:empty]"
-SHARDS, STATE = "shards", "state"
-
-
-def shard_name(index: int) -> str:
-    return f"part-{index:05d}.jsonl"
-
-
-def _rank() -> tuple[int, int]:
-    """This process's rank and the world size under torchrun / accelerate launch (else 0, 1)."""
-    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-
 
 def _chunks(docs: Iterator[Doc], size: int) -> Iterator[list[Doc]]:
     chunk: list[Doc] = []
@@ -68,12 +48,6 @@ def input_digest(docs: list[Doc]) -> str:
     for doc in docs:
         digest.update(json.dumps([doc.id, doc.text], ensure_ascii=False).encode("utf-8", "surrogatepass") + b"\n")
     return digest.hexdigest()
-
-
-def _record(doc: Doc, vector: dict[str, int]) -> str:
-    if not vector:
-        vector = {EMPTY_TOKEN: 1}
-    return json.dumps({"id": doc.id, "contents": doc.text, "vector": vector}, ensure_ascii=False, sort_keys=False)
 
 
 class _ShardWriter:
@@ -117,8 +91,8 @@ def write_shard(out: Path, index: int, docs: list[Doc], vectors: list[dict[str, 
     weight_total = 0
     with atomic_write(target) as handle:
         for doc, vec in zip(docs, vectors):
-            handle.write(_record(doc, vec) + "\n")
-            weight_total += sum(vec.values()) if vec else 1
+            handle.write(record_line(doc.id, doc.text, vec) + "\n")
+            weight_total += weight_units(vec)
     stats = {
         "shard": index,
         "docs": len(docs),
@@ -153,10 +127,10 @@ def encode_corpus(
     *,
     model: str,
     fmt: str = "auto",
-    factor: float = 100,
+    factor: float = defaults.DOC_FACTOR,
     max_length: int | None = None,
-    batch_size: int = 32,
-    shard_size: int = 10_000,
+    batch_size: int = defaults.BATCH_SIZE,
+    shard_size: int = defaults.SHARD_SIZE,
     device: str | None = None,
     dtype: str = "float32",
     threads: int | None = None,
@@ -188,7 +162,7 @@ def encode_corpus(
     # Without a config.json nothing finished is here yet: on a bad corpus this run leaves nothing behind.
     fresh, existed = force or not (out / STATE / "config.json").exists(), out.exists() and not force
     _prepare_output(out, config, force)
-    rank, world = _rank()
+    rank, world = rank_and_world()
     done = finished_shards(out)
     if done:
         log.info("resuming: %d finished shard(s) kept", len(done))
@@ -289,7 +263,7 @@ def _finish(
     done = finished_shards(out)
     missing = [i for i in range(expected) if i not in done]
     if missing:
-        rank, world = _rank()
+        rank, world = rank_and_world()
         if world > 1:
             log.info("rank %d done; %d shard(s) still being written by other ranks", rank, len(missing))
             return {"complete": False, "missing_shards": missing}
@@ -314,22 +288,3 @@ def _finish(
         skipped_examples=read_stats.skipped_examples,
         shards=[{"file": f"{SHARDS}/{shard_name(s['shard'])}", "docs": s["docs"], "sha256": s["sha256"], "weight_total": s["weight_total"]} for s in shards],
     )
-
-
-def verify_collection(out: Path) -> dict[str, Any]:
-    """Check a collection against its manifest before indexing: every shard present and unchanged."""
-    out = Path(out)
-    if not (out / SHARDS).is_dir():
-        raise ReproError("not a repro collection (no shards/ folder); run `repro encode` first", out)
-    data = read_manifest(out, "encode")
-    listed = {s["file"] for s in data["shards"]}
-    present = {f"{SHARDS}/{p.name}" for p in (out / SHARDS).iterdir()}
-    if extra := sorted(present - listed):
-        raise ReproError(f"unexpected file in collection, not in the manifest: {extra[0]}", out)
-    for shard in data["shards"]:
-        path = out / shard["file"]
-        if not path.exists():
-            raise ReproError("shard listed in the manifest is missing; re-run `repro encode`", path)
-        if sha256_file(path) != shard["sha256"]:
-            raise ReproError("shard differs from the manifest (checksum); re-run `repro encode --force`", path)
-    return data

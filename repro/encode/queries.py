@@ -1,4 +1,4 @@
-"""Query encoding to Anserini's pre-encoded query TSV, and reading such files back."""
+"""Query encoding: the runtimes (PyTorch, ONNX), and topics -> Anserini's pre-encoded query TSV."""
 
 from __future__ import annotations
 
@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from repro.outputs import atomic_write, check_writable
-from repro.errors import BadInputError, ReproError
+from repro.errors import ReproError
 from repro.manifest import write_manifest
-from repro.formats.textio import iter_lines
 from repro.formats.topics import read_topics
 
 
@@ -42,7 +41,7 @@ def encode_topics(
     runtime: str = "torch", force: bool = False,
 ) -> dict[str, Any]:
     """Encode topics into ``qid<TAB>tok tok ...`` lines (token repeated weight times)."""
-    from repro.encode.torch_encoder import query_line
+    from repro.formats.anserini_queries import query_line
 
     output = Path(output)
     check_writable(output, force)
@@ -62,22 +61,3 @@ def encode_topics(
                                               "max_length": max_length, "dtype": dtype,
                                               "runtime": runtime}, **info)
     return info
-
-
-def read_encoded_queries(path: str | Path) -> dict[str, dict[str, int]]:
-    """Read Anserini's pre-encoded query TSV (plain or .gz) into {qid: {token: weight}}."""
-    path = Path(path)
-    queries: dict[str, dict[str, int]] = {}
-    for lineno, line in iter_lines(path):
-        if not line.strip():
-            continue
-        qid, sep, body = line.partition("\t")
-        if not sep or not qid.strip():
-            raise BadInputError("expected 'qid<TAB>token token ...'", path, lineno)
-        if qid in queries:
-            raise BadInputError(f"duplicate query id {qid!r}", path, lineno)
-        vec: dict[str, int] = {}
-        for tok in body.split():
-            vec[tok] = vec.get(tok, 0) + 1
-        queries[qid] = vec
-    return queries

