@@ -97,12 +97,12 @@ def test_query_line_repeats_tokens_weight_times():
 
 def test_mojibake_and_bad_utf8_are_kept_not_dropped(tmp_path, _tiny_mlm_session, shared_data):
     from repro.formats.corpus import iter_docs
-    from repro.formats.textio import ReadStats
+    from repro.formats.textio import ReadCounts
 
     toy = (shared_data / "splade-toy" / "full_collection" / "raw.tsv").read_bytes()
     bad = tmp_path / "corpus.tsv"
     bad.write_bytes(toy + b"bad1\tcaf\xe9 au lait \xff\xfe\n")
-    stats = ReadStats()
+    stats = ReadCounts()
     docs = list(iter_docs(bad, stats=stats))
     assert len(docs) == 90 and stats.bad_utf8_lines == 1
     assert "\ufffd" in docs[-1].text and "â" in docs[0].text + "".join(d.text for d in docs)

@@ -23,7 +23,7 @@ from repro.distributed import rank_and_world
 from repro.errors import BadInputError, ReproError
 from repro.formats.collection import EMPTY_TOKEN, SHARDS, STATE, record_line, shard_name, weight_units
 from repro.formats.corpus import Doc, iter_docs
-from repro.formats.textio import ReadStats
+from repro.formats.textio import ReadCounts
 from repro.manifest import config_digest, manifest_path, read_manifest, sha256_file, write_manifest
 from repro.outputs import TMP_PREFIX, atomic_write, remove_stale_temps, write_text
 
@@ -166,12 +166,12 @@ def encode_corpus(
     done = finished_shards(out)
     if done:
         log.info("resuming: %d finished shard(s) kept", len(done))
-    read_stats = ReadStats()
+    read_counts = ReadCounts()
     bar = _progress(progress, len(done) * shard_size)
     writer = _ShardWriter(out)
     total_docs = 0
     try:
-        for index, docs in enumerate(_chunks(iter_docs(source, fmt, skip_bad_lines, read_stats), shard_size)):
+        for index, docs in enumerate(_chunks(iter_docs(source, fmt, skip_bad_lines, read_counts), shard_size)):
             total_docs += len(docs)
             if index % world != rank:
                 continue
@@ -196,7 +196,7 @@ def encode_corpus(
     finally:
         writer.close()
         bar.close()
-    return _finish(out, config, total_docs, shard_size, read_stats, encoder.max_length)
+    return _finish(out, config, total_docs, shard_size, read_counts, encoder.max_length)
 
 
 def _progress(enabled: bool, initial: int):
@@ -257,7 +257,7 @@ def _complete_manifest(out: Path) -> dict[str, Any] | None:
 
 
 def _finish(
-    out: Path, config: dict[str, Any], total_docs: int, shard_size: int, read_stats: ReadStats, max_length: int
+    out: Path, config: dict[str, Any], total_docs: int, shard_size: int, read_counts: ReadCounts, max_length: int
 ) -> dict[str, Any]:
     expected = (total_docs + shard_size - 1) // shard_size
     done = finished_shards(out)
@@ -282,9 +282,9 @@ def _finish(
         quantized_to_nothing=totals["quantized_empty"],
         truncated_documents=totals["truncated"],
         empty_token=EMPTY_TOKEN,
-        bad_utf8_lines=read_stats.bad_utf8_lines,
-        first_bad_utf8_line=read_stats.first_bad_utf8,
-        skipped_lines=read_stats.skipped_lines,
-        skipped_examples=read_stats.skipped_examples,
+        bad_utf8_lines=read_counts.bad_utf8_lines,
+        first_bad_utf8_line=read_counts.first_bad_utf8,
+        skipped_lines=read_counts.skipped_lines,
+        skipped_examples=read_counts.skipped_examples,
         shards=[{"file": f"{SHARDS}/{shard_name(s['shard'])}", "docs": s["docs"], "sha256": s["sha256"], "weight_total": s["weight_total"]} for s in shards],
     )

@@ -25,7 +25,7 @@ from typing import Any
 
 from repro.encode import model as model_io
 from repro.errors import ReproError
-from repro.encode.torch_encoder import DEFAULT_FACTOR, EncodeStats, tokenize
+from repro.encode.torch_encoder import DEFAULT_FACTOR, EncodeCounts, tokenize
 
 OPSET = 17
 
@@ -142,7 +142,7 @@ class OnnxQueryEncoder:
         self.vocab = self.tokenizer.convert_ids_to_tokens(list(range(size)))
         self.special = {i for i in self.tokenizer.all_special_ids if i is not None}
         self.pad_id = self.tokenizer.pad_token_id or 0
-        self.stats = EncodeStats()
+        self.stats = EncodeCounts()
 
     def tokenize(self, texts: Sequence[str]) -> tuple[list[list[int]], list[bool]]:
         """Token ids per text and whether each was truncated (the same tokenization as SpladeEncoder)."""

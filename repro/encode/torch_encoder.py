@@ -21,7 +21,7 @@ DEFAULT_FACTOR = 100  # naver/splade and Anserini's SPLADE++ regressions quantiz
 
 
 @dataclass
-class EncodeStats:
+class EncodeCounts:
     texts: int = 0
     empty: int = 0
     truncated: int = 0
@@ -97,7 +97,7 @@ class SpladeEncoder:
         self.vocab = self.tokenizer.convert_ids_to_tokens(list(range(self.model.config.vocab_size)))
         special = set(self.tokenizer.all_special_ids)
         self.special_ids = sorted(i for i in special if i is not None and 0 <= i < len(self.vocab))
-        self.stats = EncodeStats()
+        self.stats = EncodeCounts()
 
     # --- tokenization -------------------------------------------------------------------------
     def tokenize(self, texts: Sequence[str]) -> tuple[list[list[int]], list[bool]]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from repro.formats import irds
 from repro.errors import BadInputError, ReproError, short
-from repro.formats.textio import ReadStats, iter_lines
+from repro.formats.textio import ReadCounts, iter_lines
 
 FORMATS = ("auto", "tsv", "jsonl", "smart", "irds")
 
@@ -41,10 +41,10 @@ def detect_format(source: str | Path) -> str:
 
 
 def iter_docs(
-    source: str | Path, fmt: str = "auto", skip_bad_lines: bool = False, stats: ReadStats | None = None
+    source: str | Path, fmt: str = "auto", skip_bad_lines: bool = False, stats: ReadCounts | None = None
 ) -> Iterator[Doc]:
     """Yield the documents of a corpus, checking ids are present and unique."""
-    stats = stats if stats is not None else ReadStats()
+    stats = stats if stats is not None else ReadCounts()
     fmt = detect_format(source) if fmt == "auto" else fmt
     readers = {"tsv": _iter_tsv, "jsonl": _iter_jsonl, "smart": _iter_smart, "irds": _iter_irds}
     if fmt not in readers:
@@ -57,7 +57,7 @@ def iter_docs(
         yield doc
 
 
-def _bad(skip: bool, stats: ReadStats, path: Path, lineno: int, why: str) -> None:
+def _bad(skip: bool, stats: ReadCounts, path: Path, lineno: int, why: str) -> None:
     if not skip:
         raise BadInputError(why + " (pass --skip-bad-lines to skip such lines)", path, lineno)
     stats.skip(f"{path}:{lineno}", why)
@@ -121,7 +121,7 @@ def _iter_smart(source, skip, stats) -> Iterator[tuple[tuple, Doc]]:
         yield (path, start), Doc(doc_id, text)
 
 
-def iter_smart_records(path: Path, stats: ReadStats | None = None) -> Iterator[tuple[int, str, dict[str, str]]]:
+def iter_smart_records(path: Path, stats: ReadCounts | None = None) -> Iterator[tuple[int, str, dict[str, str]]]:
     """Yield (line of `.I`, id, {field letter: text}) for a SMART-format file."""
     current: tuple[int, str] | None = None
     fields: dict[str, list[str]] = {}

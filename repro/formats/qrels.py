@@ -7,16 +7,12 @@ trec_eval).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from repro.errors import BadInputError, ReproError, short
 
 QRELS_COLUMNS = "qid iter docid rel"
-_IRDS_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)+$")
-_IRDS_TOP = re.compile(r"^[A-Za-z][\w\-]*$")  # one-part IDs such as "cranfield", "vaswani"
-_FILE_SUFFIXES = {".txt", ".qrels", ".tsv", ".gz", ".trec", ".csv"}
 
 
 @dataclass
@@ -36,28 +32,14 @@ class Qrels:
 
 def read_qrels(source: str | Path) -> Qrels:
     """Read qrels from a TREC qrels file, or load them by ir_datasets ID (e.g. ``msmarco-passage/dev/small``)."""
-    text = str(source)
-    path = Path(text).expanduser()
-    if path.exists():
-        if not path.is_file():
-            raise ReproError("qrels path is not a file", path)
-        return _read_file(path)
-    if looks_like_irds_id(text) or (_IRDS_TOP.match(text) and _in_irds_registry(text)):
-        return _load_irds(text)
-    raise ReproError("qrels file not found (and not an ir_datasets ID such as msmarco-passage/dev/small)", path)
+    from repro.formats import irds
 
-
-def looks_like_irds_id(text: str) -> bool:
-    """``name/sub[/...]`` without a file suffix, e.g. ``msmarco-passage/trec-dl-2019/judged``."""
-    return bool(_IRDS_ID.match(text)) and Path(text).suffix.lower() not in _FILE_SUFFIXES
-
-
-def _in_irds_registry(text: str) -> bool:
-    try:
-        import ir_datasets
-    except ImportError:  # pragma: no cover
-        return False
-    return text in ir_datasets.registry
+    path = irds.local_source(Path(str(source)).expanduser() if str(source).startswith("~") else source, "qrels file")
+    if path is None:
+        return _load_irds(str(source))
+    if not path.is_file():
+        raise ReproError("qrels path is not a file", path)
+    return _read_file(path)
 
 
 def _read_file(path: Path) -> Qrels:

@@ -23,7 +23,7 @@ MAX_LINE_BYTES = 16 * 1024 * 1024
 
 
 @dataclass
-class ReadStats:
+class ReadCounts:
     """What a reader met on its way: counts reported in summaries and manifests."""
 
     lines: int = 0
@@ -47,10 +47,10 @@ def open_binary(path: Path):
     return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
 
 
-def iter_lines(path: str | Path, stats: ReadStats | None = None) -> Iterator[tuple[int, str]]:
+def iter_lines(path: str | Path, stats: ReadCounts | None = None) -> Iterator[tuple[int, str]]:
     """Yield (line number, text without newline); bad UTF-8 replaced and counted."""
     path = Path(path)
-    stats = stats if stats is not None else ReadStats()
+    stats = stats if stats is not None else ReadCounts()
     with open_binary(path) as handle:
         try:
             for lineno, raw in enumerate(handle, start=1):

@@ -13,7 +13,7 @@ from pathlib import Path
 from repro.formats import irds
 from repro.formats.corpus import iter_smart_records
 from repro.errors import BadInputError, ReproError, short
-from repro.formats.textio import ReadStats, iter_lines
+from repro.formats.textio import ReadCounts, iter_lines
 
 TOPIC_FORMATS = ("auto", "tsv", "trec", "smart", "irds")
 
@@ -48,7 +48,7 @@ class iter_lines_head:
 
 
 def read_topics(
-    source: str | Path, fmt: str = "auto", smart_ids: str = "position", stats: ReadStats | None = None
+    source: str | Path, fmt: str = "auto", smart_ids: str = "position", stats: ReadCounts | None = None
 ) -> dict[str, str]:
     """Return {query id: text} in file order; duplicate ids and empty ids are errors."""
     fmt = detect_topic_format(source) if fmt == "auto" else fmt
@@ -71,7 +71,7 @@ def _put(topics: dict[str, str], qid: str, text: str, path: Path, lineno: int | 
     topics[qid] = text
 
 
-def _read_tsv(path: Path, stats: ReadStats | None) -> dict[str, str]:
+def _read_tsv(path: Path, stats: ReadCounts | None) -> dict[str, str]:
     topics: dict[str, str] = {}
     for lineno, line in iter_lines(path, stats):
         if not line.strip():
@@ -89,7 +89,7 @@ _NUM = re.compile(r"<(?:num|DOCNO)>\s*(?:Number:)?\s*([^<\s]+)", re.IGNORECASE)
 _TITLE = re.compile(r"<title>\s*(?:Topic:)?(.*?)(?=<|$)", re.IGNORECASE | re.DOTALL)
 
 
-def _read_trec(path: Path, stats: ReadStats | None) -> dict[str, str]:
+def _read_trec(path: Path, stats: ReadCounts | None) -> dict[str, str]:
     """TREC `<top><num><title>` topics (title field) and CACM's `<DOC><DOCNO>` + free text."""
     topics: dict[str, str] = {}
     block: list[str] = []
@@ -115,7 +115,7 @@ def _read_trec(path: Path, stats: ReadStats | None) -> dict[str, str]:
     return topics
 
 
-def _read_smart(path: Path, smart_ids: str, stats: ReadStats | None) -> dict[str, str]:
+def _read_smart(path: Path, smart_ids: str, stats: ReadCounts | None) -> dict[str, str]:
     topics: dict[str, str] = {}
     for position, (lineno, qid, fields) in enumerate(iter_smart_records(path, stats), start=1):
         text = " ".join(fields.get("W", "").split())

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from repro.errors import ReproError
+from repro.formats import irds
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
@@ -157,19 +158,13 @@ def expand(text: str) -> str:
     return _VAR.sub(sub, text)
 
 
-def is_irds_id(text: str) -> bool:
-    from repro.formats import irds
-    return "${" not in text and not text.startswith(("/", ".", "~")) and (
-        irds.looks_like_irds_id(text) or re.fullmatch(r"[a-z][a-z0-9\-]*", text) is not None)
-
-
 def choose(alternatives: tuple[str, ...], what: str) -> str:
     """The first alternative available here: an existing path, else an ir_datasets ID."""
     for alt in alternatives:
         path = Path(expand(alt))
         if path.exists():
             return str(path)
-        if is_irds_id(alt):
+        if irds.is_dataset_id(alt):
             return alt
     raise ReproError(f"{what} not found; tried: {', '.join(expand(a) for a in alternatives)}")
 

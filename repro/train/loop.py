@@ -140,7 +140,7 @@ def build_trainer(cfg: TrainConfig, work: Path):
     # Before the ProgressCallback, so the diagnostics' numbers appear in the progress log lines.
     trainer.callback_handler.callbacks.insert(1, diagnostics)
     return trainer, {"model": model, "loss": loss, "warmup": warmup, "diagnostics": diagnostics,
-                     "dataset": dataset, "read_stats": stats, "freeze": freeze}
+                     "dataset": dataset, "read_counts": stats, "freeze": freeze}
 
 
 def run_training(cfg: TrainConfig) -> dict[str, Any]:
@@ -175,7 +175,7 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
         "seconds_this_session": round(seconds, 2),
         "seconds_per_step": round(seconds / steps_run, 4) if steps_run > 0 else None,
         "train_rows": len(parts["dataset"]),
-        "skipped_lines": parts["read_stats"].get("skipped_lines", 0),
+        "skipped_lines": parts["read_counts"].get("skipped_lines", 0),
         "resumed_from": checkpoint,
         **parts["freeze"],
         "final": {k: records[-1].get(k) for k in ("nnz_q", "nnz_d", "flops", "punct_share_q", "punct_share_d",
