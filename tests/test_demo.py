@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from repro.encode import model_cache as modelcache
 from repro.cli import cli
 from repro.errors import ReproError
-from repro.reproduce.preset import PACKAGE_DIR
+from repro.paths import PACKAGE_DIR
 
 
 def test_demo_end_to_end_with_local_model(tmp_path, splade_tiny):

@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from repro.reproduce.report import BANNER, NOT_RUN, ROOT, figure_ndcg_differences, render
+from repro.reproduce.report import BANNER, NOT_RUN, figure_ndcg_differences, render
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_reproductions_page_is_current():
     """Regenerate in memory from the presets and runs/*.eval.json; it must equal the committed page."""
     committed = (ROOT / "docs" / "reproductions.md").read_text(encoding="utf-8")
-    assert render() == committed, "docs/reproductions.md is stale: run `repro report`"
+    assert render(runs_dir=ROOT / "runs", figures_dir=ROOT / "docs") == committed, \
+        "docs/reproductions.md is stale: run `repro report`"
 
 
 def test_page_without_results(tmp_path):

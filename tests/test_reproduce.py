@@ -9,7 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from repro.cli import cli
-from repro.reproduce.preset import PACKAGE_DIR, Expected, load_preset
+from repro.paths import PACKAGE_DIR
+from repro.reproduce.preset import Expected, load_preset
 from repro.reproduce.plan import make_plan, reproduce
 from repro.reproduce.verdict import compare, verdict
 

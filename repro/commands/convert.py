@@ -11,7 +11,8 @@ import click
 @click.argument("kind", type=click.Choice(["cranfield"]))
 @click.argument("source", type=click.Path(path_type=Path))
 @click.option("--output", "-o", required=True, type=click.Path(path_type=Path))
-def command(kind, source, output):
+@click.option("--force", is_flag=True, help="Replace an existing output.")
+def command(kind, source, output, force):
     """Convert SOURCE qrels of a known collection to TREC format.
 
     \b
@@ -19,6 +20,8 @@ def command(kind, source, output):
       repro convert-qrels cranfield cranqrel -o qrels/cranfield.qrels
     """
     from repro.formats.cranfield import convert_cranfield_qrels
+    from repro.outputs import check_writable
 
+    check_writable(output, force)
     count = convert_cranfield_qrels(source, output)
     click.echo(f"wrote {count} judgements -> {output}")

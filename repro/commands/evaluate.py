@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import click
+
+from repro.errors import ReproError
 
 from repro.evaluate.evaluation import DEFAULT_MEASURES, PROVIDERS
 
@@ -31,7 +34,14 @@ from repro.evaluate.evaluation import DEFAULT_MEASURES, PROVIDERS
 @click.option("--permutations", type=click.IntRange(min=1), default=10_000, show_default=True, help="For the randomization test.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for subsampling, bootstrap and permutations.")
 @click.option("--compare", "compare_preset", metavar="PRESET[:TOPICS]", help="Verdicts against a preset's published numbers (see `repro presets`).")
-def command(runs, qrels, measures, fmt, per_query, depth, provider, subsample, trials, bootstrap, significance, permutations, seed, compare_preset):
+@click.option("--record", metavar="PRESET:TOPICS", help="Write the reproduction record of this run for a preset's topic set "
+              "(the file `repro report` reads) to --output; what `repro reproduce` runs as its evaluate step.")
+@click.option("--model-label", default=None, help="With --record: the model as the preset or --model named it.")
+@click.option("--queries-mode", type=click.Choice(["cached", "encode"]), default=None, help="With --record: how the queries were made.")
+@click.option("--output", "-o", type=click.Path(path_type=Path), default=None, help="With --record: the record file to write.")
+@click.option("--force", is_flag=True, help="With --record: replace an existing record.")
+def command(runs, qrels, measures, fmt, per_query, depth, provider, subsample, trials, bootstrap, significance, permutations,
+            seed, compare_preset, record, model_label, queries_mode, output, force):
     """Evaluate RUN files (TREC format) against qrels; one row per run, one column per measure.
 
     Queries in the qrels but missing from a run count as 0 (like trec_eval -c); warnings go to
@@ -42,6 +52,11 @@ def command(runs, qrels, measures, fmt, per_query, depth, provider, subsample, t
       repro evaluate runs/bm25.trec runs/splade.trec --qrels qrels.dev.txt -m "RR@10 R@1000" --significance
       repro evaluate run.trec --qrels msmarco-passage/trec-dl-2019/judged -m nDCG@10 -m "AP(rel=2)"
     """
+    if record:
+        _write_record(runs, qrels, measures, record, model_label, queries_mode, output, force)
+        return
+    if model_label or queries_mode or output:
+        raise ReproError("--model-label, --queries-mode and --output go with --record")
     from repro.evaluate.evaluation import evaluate
 
     result = evaluate(list(runs), qrels, measures or DEFAULT_MEASURES, provider=provider, depth=depth)
@@ -66,6 +81,19 @@ def command(runs, qrels, measures, fmt, per_query, depth, provider, subsample, t
         else:
             title = f"\n{name}:\n" if name else ""
             click.echo(title + table.to_string(float_format=lambda v: f"{v:.4f}"))
+
+
+def _write_record(runs, qrels, measures, record, model_label, queries_mode, output, force) -> None:
+    if len(runs) != 1 or output is None or ":" not in record:
+        raise ReproError("--record PRESET:TOPICS takes one RUN and --output FILE")
+    from repro.outputs import check_writable
+    from repro.reproduce.plan import write_evaluation
+
+    check_writable(output, force)
+    data = write_evaluation(record, Path(runs[0]), qrels, list(measures), output, model_label=model_label,
+                            queries_mode=queries_mode)
+    values = "  ".join(f"{m} {data['aggregate'][m]:.4f}" for m in data["measures"])
+    click.echo(f"{record}: {values} -> {output}")
 
 
 def _as_json(result, tables, per_query: bool) -> dict:

@@ -9,9 +9,9 @@ import click
 
 @click.command("report")
 @click.option("--runs", "runs_dir", type=click.Path(path_type=Path), default=None,
-              help="Folder of <preset>.<topics>.eval.json files [default: runs/ of the project].")
+              help="Folder of <preset>.<topics>.eval.json files [default: ./runs].")
 @click.option("--output", "-o", type=click.Path(path_type=Path), default=None,
-              help="Page to write [default: docs/reproductions.md of the project].")
+              help="Page to write [default: ./docs/reproductions.md].")
 @click.option("--no-figures", is_flag=True, help="Only the page, no PNG figures.")
 @click.option("--check", is_flag=True, help="Write nothing; exit 1 if the page is out of date.")
 def command(runs_dir, output, no_figures, check):
@@ -21,13 +21,12 @@ def command(runs_dir, output, no_figures, check):
       repro reproduce cranfield.splade-tiny && repro report
       repro report --check        # in CI: is docs/reproductions.md current?
     """
-    from repro.reproduce.report import ROOT, render, write_report
+    from repro.reproduce.report import default_output, render, write_report
 
-    runs_dir = runs_dir or ROOT / "runs"
-    output = output or ROOT / "docs" / "reproductions.md"
+    output = output or default_output()
     if check:
         current = output.read_text(encoding="utf-8") if output.is_file() else ""
-        if current != render(runs_dir=runs_dir):
+        if current != render(runs_dir=runs_dir, figures_dir=output.parent):
             click.echo(f"{output} is out of date: run `repro report`", err=True)
             raise SystemExit(1)
         click.echo(f"{output} is up to date")

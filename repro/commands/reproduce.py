@@ -10,7 +10,7 @@ from repro.reproduce.preset import STAGES
 @click.command("reproduce")
 @click.argument("preset")
 @click.option("--workdir", default="work", show_default=True, help="Where collections, indexes and encoded queries go (WORKDIR/<preset>/).")
-@click.option("--runs", "runs_dir", default="runs", show_default=True, help="Where run files and evaluation JSON go (read by `repro report`).")
+@click.option("--runs", "runs_dir", default=None, help="Where run files and evaluation JSON go (read by `repro report`) [default: ./runs].")
 @click.option("--dry-run", is_flag=True, help="Print every step as the equivalent repro command (and whether it would run); run nothing.")
 @click.option("--from-stage", type=click.Choice(STAGES), default=None, help="Redo this stage and every later one.")
 @click.option("--force", is_flag=True, help="Redo every stage.")
@@ -29,10 +29,10 @@ def command(preset, workdir, runs_dir, dry_run, from_stage, force, queries, mode
       repro reproduce msmarco-v1-passage.splade-pp-ed --dry-run  # the plan, as repro commands
       repro reproduce cacm.splade-tiny --from-stage search
     """
-    from repro.reproduce.plan import cli_command, reproduce, summary
+    from repro.reproduce.plan import reproduce, summary
 
     plan = reproduce(preset, workdir=workdir, runs_dir=runs_dir, dry_run=dry_run, from_stage=from_stage, force=force,
-                     queries=queries, model=model, command=cli_command(), echo=click.echo)
+                     queries=queries, model=model, echo=click.echo)
     if not dry_run:
         text = summary(plan)
         if text:

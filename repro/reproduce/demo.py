@@ -53,14 +53,12 @@ def run_demo(*, model: str | None = None, preset: str = DEFAULT_PRESET, workdir:
         resolved = str(modelcache.ensure_splade_tiny())  # prints where the model came from
     elif model is not None:
         echo(f"model: {model} (given with --model)")
-    quiet: Callable[[str], None] = lambda line: echo(line) if line.startswith("[") and "skipped" not in line else None
     evaluations: dict[str, dict[str, Any]] = {}
     for name in names:
         p = load_preset(name)
         echo(f"== {name}")
         plan = reproduce(p, workdir=workdir, runs_dir=runs_dir, force=force,
-                         model=resolved if p.retrieval == "splade" else None,
-                         command=f"repro demo --preset {preset}", echo=quiet)
+                         model=resolved if p.retrieval == "splade" else None, echo=echo)
         for ts in p.topic_sets:
             evaluations.setdefault(name, {})[ts.name] = read_evaluation(plan.eval_file(ts))
     echo("")

@@ -14,18 +14,17 @@ is used (e.g. a local file, then an ir_datasets ID).
 
 from __future__ import annotations
 
-import os
 import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from repro import paths
 from repro.errors import ReproError
 from repro.formats import irds
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
-PACKAGE_DIR = Path(__file__).resolve().parent.parent
 KINDS = ("published", "ours", "subsample")
 RETRIEVALS = ("splade", "bm25")
 QRELS_FORMATS = ("trec", "cranfield")
@@ -136,23 +135,14 @@ class Preset:
 
 
 # --- locations --------------------------------------------------------------------------------
-def shared_root() -> Path:
-    """The shared data root that ``${shared}`` stands for."""
-    if os.environ.get("REPRO_SHARED_DATA"):
-        return Path(os.environ["REPRO_SHARED_DATA"])
-    if os.environ.get("REPRO_SHARED"):
-        return Path(os.environ["REPRO_SHARED"]) / "data"
-    return (PACKAGE_DIR.parent.parent / "shared" / "data").resolve()
-
-
 def expand(text: str) -> str:
     """Substitute ``${shared}`` and ``${package}``; any other variable is an error."""
     def sub(match: re.Match) -> str:
         name = match.group(1)
         if name == "shared":
-            return str(shared_root())
+            return str(paths.shared_root())
         if name == "package":
-            return str(PACKAGE_DIR)
+            return str(paths.PACKAGE_DIR)
         raise ReproError(f"unknown variable ${{{name}}} in {text!r} (use ${{shared}} or ${{package}})")
 
     return _VAR.sub(sub, text)
@@ -178,8 +168,19 @@ def available(alternatives: tuple[str, ...]) -> str | None:
 
 
 # --- loading ----------------------------------------------------------------------------------
+def preset_dirs() -> list[Path]:
+    """The shipped presets, then the user's folders ($REPRO_PRESETS or --presets; see repro.paths)."""
+    return [PRESET_DIR, *paths.user_preset_dirs()]
+
+
 def preset_files() -> list[Path]:
-    return sorted(PRESET_DIR.glob("*.toml"))
+    """Every preset file; a user preset with a shipped preset's name replaces it."""
+    by_name: dict[str, Path] = {}
+    for folder in preset_dirs():
+        if folder.is_dir():
+            for path in sorted(folder.glob("*.toml")):
+                by_name[path.stem] = path
+    return [by_name[name] for name in sorted(by_name)]
 
 
 def list_presets() -> list[Preset]:
@@ -191,7 +192,8 @@ def load_preset(name_or_path: str | Path) -> Preset:
     text = str(name_or_path)
     path = Path(text)
     if not (text.endswith(".toml") and path.is_file()):
-        path = PRESET_DIR / f"{text}.toml"
+        found = {p.stem: p for p in preset_files()}
+        path = found.get(text, PRESET_DIR / f"{text}.toml")
         if not path.is_file():
             names = [p.stem for p in preset_files()]
             close = [n for n in names if text in n or n.split(".")[0] == text.split(".")[0]]
