@@ -8,6 +8,7 @@ registered. Modules import heavy libraries (torch, pyserini) inside their functi
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 import sys
 import traceback
@@ -71,9 +72,23 @@ def _register() -> None:
 _register()
 
 
+def configure_process(verbose: bool) -> None:
+    """Process-wide settings, set here at the edge and nowhere in the library.
+
+    - tokenizers' own thread pool would fight torch's for the cores (and warns after a fork);
+    - transformers' per-load warnings and progress bars are noise for a command-line user (``-v``
+      keeps them), applied lazily when transformers is imported, never importing it here.
+    """
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if not verbose:
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
 def main() -> None:
     """Entry point; ClickException (ReproError included) prints one line and exits non-zero."""
     verbose = "-v" in sys.argv[1:2] or "--verbose" in sys.argv[1:2]
+    configure_process(verbose)
     try:
         cli.main(standalone_mode=False, prog_name="repro")
     except click.exceptions.Exit as ex:

@@ -73,12 +73,8 @@ def _resolve_folder(path: Path) -> ModelSource:
 
 def load(source: ModelSource) -> tuple[Any, Any]:
     """Load (tokenizer, masked-LM model) in eval mode; hub failures become one clear line."""
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from transformers import AutoModelForMaskedLM, AutoTokenizer
-    from transformers.utils import logging as hf_logging
 
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
     kwargs = {"local_files_only": True} if source.local or _cached(source.path) else {}
     if not kwargs and not hub_reachable():
         raise ReproError(
