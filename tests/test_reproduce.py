@@ -210,3 +210,44 @@ def test_evaluate_compare_option(tmp_path, shared_data):
     assert "vs msmarco-v1-passage.splade-pp-ed:dev-small" in out
     assert "0.3828" in out and "deviation (-0.3827)" in out
     assert "beyond subsample spread" in out or "not comparable" in out
+
+
+@pytest.mark.slow
+def test_dry_run_commands_pasted_into_a_shell_make_the_same_outputs(tmp_path, splade_tiny):
+    """What `--dry-run` prints is exactly what `repro reproduce` runs: the printed commands, run one by
+    one in a shell, give byte-identical collections, runs, queries and evaluation records."""
+    import os
+    import shlex
+    import shutil
+    import subprocess
+    import sys
+
+    work, runs = tmp_path / "w", tmp_path / "runs"
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    preset_args = ["demo.splade-tiny", "--model", str(splade_tiny), "--workdir", str(work), "--runs", str(runs)]
+    dry = CliRunner().invoke(cli, ["reproduce", *preset_args, "--dry-run"], catch_exceptions=False)
+    assert dry.exit_code == 0, dry.output
+    commands = [line.strip() for line in dry.output.splitlines() if line.startswith("  repro ")]
+    assert [shlex.split(c)[1] for c in commands] == ["encode", "index", "encode", "search", "evaluate"]
+    assert not work.exists() and not runs.exists()
+    for command in commands:
+        proc = subprocess.run(command, shell=True, env=env, capture_output=True, text=True, cwd=tmp_path)
+        assert proc.returncode == 0, (command, proc.stderr[-2000:])
+
+    def artefacts() -> dict[str, bytes]:
+        found = {}
+        for root in (work, runs):
+            for path in sorted(root.rglob("*")):
+                if path.is_file() and "manifest" not in path.name and "/stages/" not in str(path) \
+                        and "/index/" not in str(path) and "/state/" not in str(path):
+                    found[str(path.relative_to(tmp_path))] = path.read_bytes()
+        return found
+
+    pasted = artefacts()
+    assert any(k.endswith(".trec") for k in pasted) and any(k.endswith(".eval.json") for k in pasted)
+    assert any("/shards/" in k for k in pasted) and any(k.endswith("queries/all.tsv") for k in pasted)
+    shutil.rmtree(work)
+    shutil.rmtree(runs)
+    real = CliRunner().invoke(cli, ["reproduce", *preset_args], catch_exceptions=False)
+    assert real.exit_code == 0, real.output
+    assert artefacts() == pasted
