@@ -184,3 +184,19 @@ def test_onnx_runtime_refuses_other_dtypes(built, tmp_path):
                                       "--dtype", "bfloat16", "-o", str(tmp_path / "q.tsv")])
     assert result.exit_code == 2 and "float32" in result.output
     assert not (tmp_path / "q.tsv").exists()
+
+
+@pytest.mark.parametrize("flag,value", [("--heap-factor", "0"), ("--query-cut", "0"), ("--query-cut", "-3"),
+                                        ("--heap-factor", "1.5")])
+def test_zero_or_negative_seismic_search_settings_are_refused(built, seismic_index, tmp_path, flag, value):
+    """0 used to mean "the default" (`heap_factor or 0.8`) and negatives overflowed inside Seismic."""
+    result = CliRunner().invoke(cli, ["search", str(seismic_index), flag, value, "--encoded-queries",
+                                      str(built["tmp"] / "q.tsv"), "-o", str(tmp_path / "x.trec")])
+    assert result.exit_code == 2 and flag.strip("-").replace("-", "_") in result.output
+    assert not (tmp_path / "x.trec").exists()
+
+
+def test_zero_seismic_build_setting_is_refused(built, tmp_path):
+    result = CliRunner().invoke(cli, ["index", str(built["tmp"] / "coll"), "--backend", "seismic", "--setting",
+                                      "n_postings=0", "-o", str(tmp_path / "s")])
+    assert result.exit_code == 2 and "n_postings=0" in result.output and not (tmp_path / "s").exists()

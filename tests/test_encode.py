@@ -81,3 +81,45 @@ def test_queries_mode_matches_anserini_cached_format(tmp_path, _tiny_mlm_session
     assert result.exit_code == 0, result.output
     ours = read_encoded_queries(tmp_path / "q.tsv")
     assert set(ours) == {"1", "2"} and all(ours.values())
+
+
+def test_complete_collection_notices_a_changed_corpus(tmp_path, corpus, _tiny_mlm_session):
+    """Same settings, same file name, other documents: the shards that changed are encoded again, and a
+    shorter corpus leaves no stale shard behind (before, a complete collection was returned as it was)."""
+    model = _tiny_mlm_session
+    out = tmp_path / "c"
+    assert run("encode", corpus, "-m", model, "-o", out, "--shard-size", 20, "-q").exit_code == 0
+    before = shard_bytes(out)
+    lines = corpus.read_text().splitlines()
+    lines[30] = json.dumps({"id": "doc29", "contents": "supersonic wing lift"})  # shard 1 changes
+    corpus.write_text("\n".join(lines) + "\n")
+    again = run("encode", corpus, "-m", model, "-o", out, "--shard-size", 20, "-q")
+    assert again.exit_code == 0, again.output
+    after = shard_bytes(out)
+    assert after[0] == before[0] and after[2] == before[2] and after[1] != before[1]
+    assert any(json.loads(line)["contents"] == "supersonic wing lift" for line in after[1].decode().splitlines())
+    corpus.write_text("\n".join(lines[:25]) + "\n")  # now 2 shards instead of 3
+    shorter = run("encode", corpus, "-m", model, "-o", out, "--shard-size", 20, "-q")
+    assert shorter.exit_code == 0, shorter.output
+    assert sorted(p.name for p in (out / "shards").iterdir()) == ["part-00000.jsonl", "part-00001.jsonl"]
+    from repro.formats.collection import verify_collection
+
+    assert verify_collection(out)["documents"] == 25
+
+
+def test_a_writer_failure_does_not_hide_the_error_that_stopped_the_run(tmp_path, _tiny_mlm_session, monkeypatch):
+    """The corpus error at line 15 is what the user must see, not the failure the background writer met
+    with shard 0 meanwhile (which `finally: writer.close()` used to raise in its place)."""
+    import repro.encode.documents as documents
+    from repro.errors import ReproError
+
+    path = tmp_path / "corpus.tsv"
+    path.write_text("".join(f"d{i}\ttext {i}\n" for i in range(14)) + "no tab here\n")
+
+    def failing(*args, **kwargs):
+        raise ReproError("simulated: the disk is full")
+
+    monkeypatch.setattr(documents, "write_shard", failing)
+    with pytest.raises(ReproError) as err:
+        documents.encode_corpus(str(path), tmp_path / "c", model=str(_tiny_mlm_session), shard_size=10, progress=False)
+    assert f"{path}:15:" in str(err.value) and "no tab" in str(err.value)

@@ -192,3 +192,32 @@ def test_search_never_imports_pyserini(built):
             "print('pyserini' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_run_manifest_records_how_the_queries_were_made(built, tmp_path):
+    """A run made from text topics records the query factor, length and topic format it used."""
+    tmp = built["tmp"]
+    out = tmp_path / "text.trec"
+    invoke("search", str(tmp / "idx"), "-t", str(built["topics"]), "-m", built["model"], "-o", str(out), "-k", "5")
+    config = json.loads((tmp_path / "text.trec.manifest.json").read_text())["config"]
+    assert config["query_factor"] == 100 and config["query_max_length"] == 64 and config["topic_format"] == "auto"
+    assert config["engine"] == "lucene" and config["kind"] == "impact"
+
+
+def test_an_index_without_its_factor_is_refused_not_guessed(built, tmp_path):
+    """A query factor silently defaulting to 100 would mis-scale queries against x1000 documents."""
+    import shutil
+
+    from repro.errors import ReproError
+    from repro.index.build import index_factor
+
+    with pytest.raises(ReproError, match="quantization factor"):
+        index_factor({"config": {"kind": "impact"}}, Path("idx"))
+    index = tmp_path / "idx"
+    shutil.copytree(built["tmp"] / "idx", index)
+    manifest = json.loads((index / "manifest.json").read_text())
+    del manifest["encode_config"]["factor"]
+    (index / "manifest.json").write_text(json.dumps(manifest))
+    result = CliRunner().invoke(cli, ["search", str(index), "-t", str(built["topics"]), "-m", built["model"],
+                                      "-o", str(tmp_path / "r.trec")])
+    assert result.exit_code == 2 and "pass --factor" in result.output and not (tmp_path / "r.trec").exists()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import queue
 import threading
 from collections.abc import Iterator
@@ -153,10 +154,12 @@ def encode_corpus(
         "dtype": dtype,
     }
     if not force and (existing := _complete_manifest(out)) is not None:
-        if existing.get("config_digest") == config_digest(config):
-            log.info("collection already complete with these settings; nothing to do")
+        if existing.get("config_digest") != config_digest(config):
+            raise ReproError("a complete collection made with different settings is here; pass --force to redo it", out)
+        if _same_input(out, source, fmt, skip_bad_lines, shard_size):
+            log.info("collection already complete with these settings and this corpus; nothing to do")
             return existing
-        raise ReproError("a complete collection made with different settings is here; pass --force to redo it", out)
+        log.warning("the corpus changed since the collection was written; re-encoding the shards that changed")
     # Load the model first: a missing model must not leave an empty output folder behind.
     encoder = SpladeEncoder(model, max_length=max_length, device=device, dtype=dtype, threads=threads)
     # Without a config.json nothing finished is here yet: on a bad corpus this run leaves nothing behind.
@@ -194,9 +197,25 @@ def encode_corpus(
             _remove_output(out, keep_folder=existed)
         raise
     finally:
-        writer.close()
+        # With an error already on its way, a writer error must not replace it (it is the cause's echo).
+        writer.close(raise_error=sys.exc_info()[0] is None)
         bar.close()
     return _finish(out, config, total_docs, shard_size, read_counts, encoder.max_length)
+
+
+def _same_input(out: Path, source: str, fmt: str, skip_bad_lines: bool, shard_size: int) -> bool:
+    """Whether the corpus still holds exactly the documents each finished shard was made from.
+
+    Reading the corpus costs a small fraction of encoding it, and it is the only way to notice that a
+    file with the same name now holds other documents.
+    """
+    done = finished_shards(out)
+    count = 0
+    for index, docs in enumerate(_chunks(iter_docs(source, fmt, skip_bad_lines), shard_size)):
+        count = index + 1
+        if done.get(index, {}).get("input_sha256") != input_digest(docs):
+            return False
+    return count == len(done)
 
 
 def _progress(enabled: bool, initial: int):
@@ -261,6 +280,10 @@ def _finish(
 ) -> dict[str, Any]:
     expected = (total_docs + shard_size - 1) // shard_size
     done = finished_shards(out)
+    for index in [i for i in done if i >= expected]:  # the corpus shrank: these shards are ours and stale
+        (out / SHARDS / shard_name(index)).unlink(missing_ok=True)
+        (out / STATE / (shard_name(index) + ".stats.json")).unlink(missing_ok=True)
+        del done[index]
     missing = [i for i in range(expected) if i not in done]
     if missing:
         rank, world = rank_and_world()

@@ -7,8 +7,10 @@ same (tokenizer, masked-LM) pair here, with every failure explained in one line.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,8 +84,9 @@ def load(source: ModelSource) -> tuple[Any, Any]:
             "unreachable (no network?); download it elsewhere and pass the local folder"
         )
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source.path, **kwargs)
-        model = AutoModelForMaskedLM.from_pretrained(source.path, **kwargs)
+        with quiet_loading():
+            tokenizer = AutoTokenizer.from_pretrained(source.path, **kwargs)
+            model = AutoModelForMaskedLM.from_pretrained(source.path, **kwargs)
     except Exception as err:  # OSError, ValueError, safetensors' SafetensorError (damaged weights), ...
         if source.local:
             first = (str(err).splitlines() or [""])[0]
@@ -119,3 +122,22 @@ def hub_reachable(timeout: float = 3.0) -> bool:
             return True
     except OSError:
         return False
+
+
+@contextlib.contextmanager
+def quiet_loading() -> Iterator[None]:
+    """transformers' per-load progress bar and warnings off while loading, restored after.
+
+    Scoped, not process-wide: a caller's own transformers settings are left as they were.
+    """
+    from transformers.utils import logging as hf_logging
+
+    bars, level = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()

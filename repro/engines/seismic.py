@@ -162,8 +162,9 @@ class SeismicSearcher:
             return []
         comps = np.array([c for c, _ in known], dtype=self.string)
         vals = np.array([w for _, w in known], dtype=np.float32)
-        hits = self.index.search("q", comps, vals, k=depth, query_cut=query_cut or self.query_cut,
-                                 heap_factor=heap_factor or self.heap_factor)
+        given = check_settings({"query_cut": query_cut, "heap_factor": heap_factor}, SEARCH_SETTINGS, "search")
+        hits = self.index.search("q", comps, vals, k=depth, query_cut=given.get("query_cut", self.query_cut),
+                                 heap_factor=given.get("heap_factor", self.heap_factor))
         return [(docid, ties.exact_impact(score)) for _, score, docid in hits]
 
     def search(self, vector: dict[str, int], k: int = 1000, *, query_cut: int | None = None,
