@@ -43,6 +43,7 @@ def cranfield(tmp_path_factory, shared_data, splade_tiny):
     return tmp, scores
 
 
+@pytest.mark.slow
 def test_cranfield_splade_and_bm25(cranfield):
     _, scores = cranfield
     splade, bm25 = scores["splade"], scores["bm25"]
@@ -53,6 +54,7 @@ def test_cranfield_splade_and_bm25(cranfield):
     assert splade["R@1000"] > 0.9
 
 
+@pytest.mark.slow
 def test_cranfield_qrels_are_numbered_by_position(cranfield, shared_data):
     """Scored against the .I ids instead of positions, the same run collapses: the mapping matters."""
     from repro.formats.topics import read_topics

@@ -74,6 +74,10 @@ def command(model, texts, queries, limit, top_k, max_length, fmt, pooling_fault,
 
     Computed on the raw SPLADE vector (no special-token filtering). Without TEXTS or --queries the
     default probe queries are used.
+
+    \b
+      repro inspect -m naver/splade-cocondenser-ensembledistil "what is python programming"
+      repro inspect -m runs/model --queries topics.tsv --limit 50 --explain-positions
     """
     from repro.encode.quality import DEFAULT_PROBES, model_report
     from repro.train.model import load_sparse_encoder

@@ -59,7 +59,12 @@ def _load_config(ctx: click.Context, _param, value):
 @click.option("--resume", is_flag=True, default=False, help="Continue the interrupted run of this --output exactly.")
 @click.option("--force", is_flag=True, default=False, help="Overwrite an existing output / start over.")
 def command(**options) -> None:
-    """Fine-tune SPLADE with FLOPS regularisation, checkpoints, exact resume and token-quality diagnostics."""
+    """Fine-tune SPLADE with FLOPS regularisation, checkpoints, exact resume and token-quality diagnostics.
+
+    \b
+      repro train --config configs/cranfield-finetune.toml
+      repro train --base-model splade-tiny-folder --data triplets.tsv -o models/mine --max-steps 200
+    """
     from repro.train.config import TrainConfig
     from repro.train.loop import run_training
 

@@ -1,0 +1,71 @@
+"""`repro encode`: documents -> JsonVectorCollection shards, or queries -> Anserini query TSV."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from repro.encode.queries import RUNTIMES
+
+from repro.errors import ReproError
+
+
+@click.command("encode")
+@click.argument("source")
+@click.option("--model", "-m", required=True, help="SPLADE model: local folder (SparseEncoder or *ForMaskedLM) or hub ID.")
+@click.option("--output", "-o", required=True, type=click.Path(path_type=Path), help="Output folder (documents) or .tsv file (--queries).")
+@click.option("--queries", is_flag=True, help="Encode topics into Anserini's query TSV (each token repeated weight times).")
+@click.option("--format", "fmt", default="auto", show_default=True, help="Input format: auto|tsv|jsonl|smart|irds (topics: auto|tsv|trec|smart|irds).")
+@click.option("--factor", default=100.0, show_default=True, help="Quantization: integer weight = round(weight x factor).")
+@click.option("--max-length", type=int, default=None, help="Max tokens per text (default: the model's, at most 512; queries 64).")
+@click.option("--batch-size", default=32, show_default=True)
+@click.option("--shard-size", default=10_000, show_default=True, help="Documents per output shard (the unit of resume).")
+@click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available).")
+@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32", show_default=True)
+@click.option("--threads", type=int, default=None, help="CPU threads for torch (or onnxruntime).")
+@click.option("--runtime", type=click.Choice(RUNTIMES), default="torch", show_default=True,
+              help="Query encoder runtime (--queries only): onnx = same vectors, faster on CPU; onnx-int8 = faster still, approximate.")
+@click.option("--skip-bad-lines", is_flag=True, help="Skip malformed corpus lines (counted and reported) instead of stopping.")
+@click.option("--force", is_flag=True, help="Redo even if the output exists.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def command(source, model, output, queries, fmt, factor, max_length, batch_size, shard_size, device, dtype, threads, runtime, skip_bad_lines, force, quiet):
+    """Encode SOURCE (a file or an ir_datasets ID) with a SPLADE model.
+
+    \b
+    Documents: writes OUTPUT/shards/part-*.jsonl ({"id", "contents", "vector"}) and a manifest;
+    a killed run resumes where it stopped when run again with the same arguments.
+      repro encode corpus.tsv -m naver/splade-cocondenser-ensembledistil -o coll/
+    Queries:
+      repro encode topics.tsv --queries -m MODEL -o queries.splade.tsv
+    """
+    if factor <= 0:
+        raise ReproError("--factor must be positive")
+    if shard_size < 1 or batch_size < 1:
+        raise ReproError("--shard-size and --batch-size must be at least 1")
+    if runtime != "torch" and not queries:
+        raise ReproError("--runtime onnx/onnx-int8 is for query encoding (--queries); documents use torch")
+    if queries:
+        from repro.encode.queries import encode_topics
+
+        info = encode_topics(source, output, model=model, fmt=fmt, factor=factor, max_length=max_length or 64,
+                             batch_size=batch_size, device=device, dtype=dtype, threads=threads, runtime=runtime,
+                             force=force)
+        click.echo(f"encoded {info['queries']} queries -> {output} (avg {info['avg_terms']:.1f} terms, "
+                   f"{info['empty_queries']} empty)")
+        return
+    from repro.encode.documents import encode_corpus
+
+    info = encode_corpus(source, output, model=model, fmt=fmt, factor=factor, max_length=max_length,
+                         batch_size=batch_size, shard_size=shard_size, device=device, dtype=dtype, threads=threads,
+                         skip_bad_lines=skip_bad_lines, force=force, progress=not quiet)
+    if not info.get("documents"):
+        click.echo(f"this rank is done; other ranks still writing {len(info['missing_shards'])} shard(s)")
+        return
+    click.echo(
+        f"encoded {info['documents']} documents -> {output} ({len(info['shards'])} shards, "
+        f"{info['nonzeros'] / info['documents']:.1f} terms/doc; empty {info['empty_documents']}, "
+        f"truncated at {info['model_max_length']} tokens {info['truncated_documents']}, "
+        f"quantized to nothing {info['quantized_to_nothing']}, bad UTF-8 lines {info['bad_utf8_lines']}, "
+        f"skipped lines {info['skipped_lines']})"
+    )

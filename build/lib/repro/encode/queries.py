@@ -1,0 +1,63 @@
+"""Query encoding: the runtimes (PyTorch, ONNX), and topics -> Anserini's pre-encoded query TSV."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from repro.outputs import atomic_write, check_writable
+from repro.errors import ReproError
+from repro.manifest import write_manifest
+from repro.formats.topics import read_topics
+
+
+RUNTIMES = ("torch", "onnx", "onnx-int8")
+
+
+def query_encoder(model: str, *, runtime: str = "torch", max_length: int = 64, device: str | None = None,
+                  dtype: str = "float32", threads: int | None = None) -> Any:
+    """A query encoder with ``.encode(texts, factor, batch_size)`` and ``.stats``, on the chosen runtime.
+
+    ``torch`` is the reference (repro.encode.torch_encoder.SpladeEncoder); ``onnx`` runs the same graph with
+    onnxruntime (equal vectors up to float rounding); ``onnx-int8`` adds dynamic int8 weights
+    (faster, slightly different vectors; effect on nDCG in docs/benchmarks.md).
+    """
+    if runtime not in RUNTIMES:
+        raise ReproError(f"unknown query runtime {runtime!r} (choose from {', '.join(RUNTIMES)})")
+    if runtime == "torch":
+        from repro.encode.torch_encoder import SpladeEncoder
+
+        return SpladeEncoder(model, max_length=max_length, device=device, dtype=dtype, threads=threads)
+    if dtype != "float32" or (device and device != "cpu"):
+        raise ReproError(f"--runtime {runtime} runs on the CPU in float32 (its own int8 option is onnx-int8)")
+    from repro.encode.onnx_encoder import OnnxQueryEncoder
+
+    return OnnxQueryEncoder(model, max_length=max_length, int8=runtime == "onnx-int8", threads=threads)
+
+
+def encode_topics(
+    source: str, output: Path, *, model: str, fmt: str = "auto", factor: float = 100, max_length: int = 64,
+    batch_size: int = 32, device: str | None = None, dtype: str = "float32", threads: int | None = None,
+    runtime: str = "torch", force: bool = False,
+) -> dict[str, Any]:
+    """Encode topics into ``qid<TAB>tok tok ...`` lines (token repeated weight times)."""
+    from repro.formats.anserini_queries import query_line
+
+    output = Path(output)
+    check_writable(output, force)
+    topics = read_topics(source, fmt)
+    encoder = query_encoder(model, runtime=runtime, max_length=max_length, device=device, dtype=dtype, threads=threads)
+    vectors = encoder.encode(list(topics.values()), factor=factor, batch_size=batch_size)
+    with atomic_write(output) as handle:
+        for qid, vec in zip(topics, vectors):
+            handle.write(query_line(qid, vec) + "\n")
+    info = {
+        "queries": len(topics),
+        "avg_terms": sum(len(v) for v in vectors) / max(1, len(vectors)),
+        "empty_queries": sum(1 for v in vectors if not v),
+        "truncated_queries": encoder.stats.truncated,
+    }
+    write_manifest(output, "encode-queries", {"source": str(source), "model": model, "factor": factor,
+                                              "max_length": max_length, "dtype": dtype,
+                                              "runtime": runtime}, **info)
+    return info

@@ -1,0 +1,34 @@
+"""User-facing errors: one clear line naming the file (and line), never a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+class ReproError(click.ClickException):
+    """A mistake in the user's input or environment, reported as one line.
+
+    The CLI prints ``error: <message>`` and exits with code 2; ``repro -v`` adds the traceback.
+    """
+
+    exit_code = 2
+
+    def __init__(self, message: str, path: str | Path | None = None, line: int | None = None) -> None:
+        where = ""
+        if path is not None:
+            where = f"{path}:{line}: " if line is not None else f"{path}: "
+        super().__init__(where + message)
+        self.path = path
+        self.line = line
+
+
+class BadInputError(ReproError):
+    """A malformed line or record in an input file."""
+
+
+def short(text: str, limit: int = 80) -> str:
+    """Cut a (possibly huge) offending line so an error message stays one readable line."""
+    text = text.replace("\n", "\\n").replace("\r", "\\r")
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} chars)"

@@ -1,0 +1,1 @@
+"""Scoring runs with ir_measures, and statistics over per-query values."""

@@ -1,0 +1,367 @@
+"""Evaluate runs against qrels with ir_measures: aggregate and per-query values, trec_eval's rules.
+
+Rules (see docs/evaluation.md):
+- The metrics are ir_measures' (and through it trec_eval's, via pytrec_eval); nothing is
+  reimplemented here. ``provider="auto"`` lets ir_measures pick a provider per measure (RR@k goes
+  to its msmarco provider); ``provider="pytrec_eval"`` forces trec_eval semantics throughout.
+- A run with no query in common with the qrels is an error, never a 0.0.
+- Qrels queries missing from a run count as 0 (``trec_eval -c``), with a warning; run queries
+  without judgements are ignored (as trec_eval does), with a warning.
+- A query with fewer documents than the depth (``depth``, default the largest @k cutoff) is
+  reported, since deep measures then see a truncated ranking.
+
+For speed, runs stay columnar (`repro.formats.runs.Run`) and reach the providers as dicts a few
+hundred thousand rows at a time. A provider group whose measures only look at the top k gets each
+ranking cut to the documents scoring at least the k-th score (ties kept), which cannot change
+their values; RR@k under pytrec_eval (which has no RR cutoff) is computed like ``trec_eval -M k``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from repro.errors import ReproError
+from repro.formats.qrels import Qrels, read_qrels
+from repro.formats.runs import Run, query_chunks, read_run
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+DEFAULT_MEASURES = ("RR@10", "R@1000", "nDCG@10")
+PROVIDERS = ("auto", "pytrec_eval", "msmarco", "cwl_eval", "ranx", "trectools", "gdeval", "pyndeval", "compat", "judged", "accuracy")
+# Measures whose value at cutoff k depends only on the top k documents (plus the qrels), for the
+# providers whose ordering we rely on: there, cutting the ranking below the k-th score is exact.
+_TOP_K_MEASURES = {"P", "RR", "nDCG", "AP", "R", "Success"}
+_PRUNABLE_PROVIDERS = {"pytrec_eval", "msmarco"}
+_CHUNK_ROWS = 250_000
+
+
+@dataclass
+class RunEvaluation:
+    """One run's results; ``per_query[measure]`` is aligned with `Evaluation.query_ids`."""
+
+    name: str
+    aggregate: dict[str, float]
+    per_query: dict[str, np.ndarray]
+    warnings: list[str] = field(default_factory=list)
+    evaluated_queries: int = 0
+    missing_queries: int = 0
+    ignored_queries: int = 0
+
+
+@dataclass
+class Evaluation:
+    """Results for several runs on one set of qrels and measures."""
+
+    qrels: str
+    measures: list[str]
+    providers: dict[str, str]
+    query_ids: list[str]
+    depth: int | None
+    runs: list[RunEvaluation]
+
+    @property
+    def warnings(self) -> list[str]:
+        return [w for run in self.runs for w in run.warnings]
+
+    def aggregate_table(self) -> pd.DataFrame:
+        """Rows = runs, columns = measures."""
+        import pandas as pd
+
+        frame = pd.DataFrame([r.aggregate for r in self.runs], index=[r.name for r in self.runs], columns=self.measures)
+        frame.index.name = "run"
+        return frame
+
+    def per_query_table(self) -> pd.DataFrame:
+        """Rows = (run, query), then (run, "all") for the aggregate as trec_eval prints it."""
+        import pandas as pd
+
+        frames = []
+        for r in self.runs:
+            frame = pd.DataFrame(r.per_query, columns=self.measures)
+            frame.insert(0, "query", self.query_ids)
+            frame.loc[len(frame)] = ["all", *[r.aggregate[m] for m in self.measures]]
+            frame.insert(0, "run", r.name)
+            frames.append(frame)
+        return pd.concat(frames, ignore_index=True).set_index(["run", "query"])
+
+    def statistics(
+        self,
+        *,
+        subsample: int | None = None,
+        trials: int = 1000,
+        bootstrap: int | None = None,
+        significance: bool = False,
+        permutations: int = 10_000,
+        seed: int = 0,
+    ) -> dict[str, pd.DataFrame]:
+        """Tables for the requested statistics over per-query values (see `repro.evaluate.significance`)."""
+        import pandas as pd
+
+        from repro.evaluate import significance as stats
+        n = len(self.query_ids)
+        tables: dict[str, pd.DataFrame] = {}
+        measures = [m for m in self.measures if self._is_mean(m)]
+        if subsample is not None:
+            if not 1 <= subsample <= n:
+                raise ReproError(f"--subsample {subsample}: must be between 1 and the number of qrels queries ({n})")
+            rows = []
+            for r in self.runs:
+                for m in measures:
+                    dist = stats.subsample_distribution(r.per_query[m], subsample, trials=trials, seed=seed)
+                    rows.append({"run": r.name, "measure": m, **dist})
+            tables["subsample"] = pd.DataFrame(rows).set_index(["run", "measure"])
+        if bootstrap is not None:
+            rows = []
+            for r in self.runs:
+                for m in measures:
+                    low, high = stats.bootstrap_ci(r.per_query[m], resamples=bootstrap, seed=seed)
+                    rows.append({"run": r.name, "measure": m, "value": r.aggregate[m], "ci_low": low, "ci_high": high})
+            tables["bootstrap"] = pd.DataFrame(rows).set_index(["run", "measure"])
+        if significance:
+            if len(self.runs) < 2:
+                raise ReproError("--significance compares runs with the first one: give at least two runs")
+            base = self.runs[0]
+            rows = []
+            for r in self.runs[1:]:
+                for m in measures:
+                    test = stats.compare(base.per_query[m], r.per_query[m], permutations=permutations, seed=seed)
+                    rows.append({"run": r.name, "baseline": base.name, "measure": m, **test})
+            tables["significance"] = pd.DataFrame(rows).set_index(["run", "measure"])
+        return tables
+
+    def _is_mean(self, measure: str) -> bool:
+        import ir_measures
+
+        return type(ir_measures.parse_measure(measure).aggregator()).__name__ == "MeanAgg"
+
+
+def parse_measures(texts: Iterable[str]) -> list:
+    """ir_measures Measure objects from strings; each string may hold several, space-separated."""
+    import ir_measures
+
+    found, seen = [], set()
+    for text in texts:
+        for token in _split_measures(text):
+            try:
+                measure = ir_measures.parse_measure(token)
+                measure.validate_params()
+            except (ValueError, NameError, AssertionError, TypeError, SyntaxError) as err:
+                detail = str(err).split(";")[0].strip() or type(err).__name__
+                raise ReproError(
+                    f"bad measure {token!r} ({detail}); use ir_measures syntax, e.g. RR@10 nDCG@10 R@1000 AP(rel=2) P@5"
+                ) from None
+            if str(measure) not in seen:
+                seen.add(str(measure))
+                found.append(measure)
+    if not found:
+        raise ReproError("no measure given")
+    return found
+
+
+def _split_measures(text: str) -> list[str]:
+    """Split on whitespace outside brackets, so ``nDCG(gains={0: 0, 1: 1})@10`` stays whole."""
+    tokens, depth, current = [], 0, []
+    for ch in text:
+        depth += ch in "([{"
+        depth -= ch in ")]}"
+        if ch.isspace() and depth == 0:
+            if current:
+                tokens.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+    if current:
+        tokens.append("".join(current))
+    return tokens
+
+
+@dataclass
+class _Group:
+    """Measures computed by one provider on one view of the run (full, pruned or cut at k)."""
+
+    provider: object
+    measures: list = field(default_factory=list)  # what the provider computes
+    keys: dict = field(default_factory=dict)  # computed measure -> output measure string
+    exact_k: int | None = None  # RR@k emulated as `trec_eval -M k -m recip_rank`
+    depth: int | None = None  # prune below the depth-th score (None: whole ranking)
+
+
+def _plan(measures: list, provider: str) -> tuple[list[_Group], dict[str, str]]:
+    import ir_measures
+
+    registry = ir_measures.providers.registry
+    if provider == "auto":
+        candidates = list(ir_measures.DefaultPipeline.providers)
+    elif provider in registry:
+        chosen = registry[provider]
+        if not chosen.is_available():
+            hint = chosen.install_instructions()
+            raise ReproError(f"ir_measures provider {provider!r} is not installed" + (f" ({hint})" if hint else ""))
+        candidates = [chosen]
+    else:
+        raise ReproError(f"unknown provider {provider!r}; choose from: auto, {', '.join(sorted(registry))}")
+
+    groups: dict[tuple, _Group] = {}
+    used: dict[str, str] = {}
+    for m in measures:
+        key = str(m)
+        p = next((c for c in candidates if c.is_available() and c.supports(m)), None)
+        computed, exact_k = m, None
+        if p is None and provider == "pytrec_eval" and m.NAME == "RR" and m["cutoff"] is not _not_provided():
+            computed = type(m)(**{k: v for k, v in m.params.items() if k != "cutoff"})
+            if candidates[0].supports(computed):
+                p, exact_k = candidates[0], int(m["cutoff"])
+        if p is None:
+            if provider == "auto":
+                raise ReproError(f"no installed ir_measures provider computes {key}")
+            raise ReproError(f"provider {provider!r} does not compute {key}; use --provider auto")
+        group = groups.setdefault((p.NAME, exact_k), _Group(p, exact_k=exact_k))
+        group.measures.append(computed)
+        group.keys[computed] = key
+        used[key] = p.NAME + (f" (ranking cut at {exact_k}, as trec_eval -M {exact_k})" if exact_k else "")
+    for group in groups.values():
+        if group.exact_k is not None:
+            group.depth = group.exact_k
+        elif group.provider.NAME in _PRUNABLE_PROVIDERS and all(_top_k_only(m) for m in group.measures):
+            group.depth = max(int(m["cutoff"]) for m in group.measures)
+    return list(groups.values()), used
+
+
+def _not_provided():
+    from ir_measures.providers.base import NOT_PROVIDED
+
+    return NOT_PROVIDED
+
+
+def _top_k_only(measure) -> bool:
+    params = measure.params
+    return (
+        measure.NAME in _TOP_K_MEASURES
+        and isinstance(params.get("cutoff"), int)
+        and not params.get("judged_only", False)
+    )
+
+
+def default_depth(measures: Sequence) -> int | None:
+    """The largest @k cutoff among the measures (None when none has one)."""
+    cutoffs = [int(m.params["cutoff"]) for m in measures if isinstance(m.params.get("cutoff"), int)]
+    return max(cutoffs) if cutoffs else None
+
+
+def evaluate(
+    runs: Sequence[str | Path | Run],
+    qrels: str | Path | Qrels,
+    measures: Iterable[str] = DEFAULT_MEASURES,
+    *,
+    provider: str = "auto",
+    depth: int | None = None,
+    chunk_rows: int = _CHUNK_ROWS,
+) -> Evaluation:
+    """Evaluate each run (a path or a `Run`) on the qrels (a file, an ir_datasets ID or `Qrels`)."""
+    parsed = parse_measures(measures)
+    groups, used = _plan(parsed, provider)
+    keys = [str(m) for m in parsed]
+    if depth is None:
+        depth = default_depth(parsed)
+    elif depth < 1:
+        raise ReproError(f"--depth must be positive, not {depth}")
+    if not isinstance(qrels, Qrels):
+        qrels = read_qrels(qrels)
+    query_ids = sorted(qrels.by_query, key=_natural)
+    names = [str(r.path if isinstance(r, Run) else r) for r in runs]
+    if len(set(names)) != len(names):
+        raise ReproError("the same run is given twice: " + ", ".join(sorted({n for n in names if names.count(n) > 1})))
+    results = []
+    for item in runs:
+        run = item if isinstance(item, Run) else read_run(item, check_duplicates=False)
+        results.append(_evaluate_run(run, qrels, query_ids, groups, keys, parsed, depth, chunk_rows))
+    return Evaluation(qrels.source, keys, used, query_ids, depth, results)
+
+
+def _natural(qid: str) -> tuple:
+    return (0, int(qid), "") if qid.isdigit() else (1, 0, qid)
+
+
+def _evaluate_run(run: Run, qrels: Qrels, query_ids: list[str], groups: list[_Group], keys, parsed, depth, chunk_rows) -> RunEvaluation:
+    position = {q: i for i, q in enumerate(query_ids)}
+    judged = np.array([q in position for q in run.query_ids], dtype=bool)
+    eval_idx = np.flatnonzero(judged)
+    if len(eval_idx) == 0:
+        raise ReproError(
+            f"no query in common with the qrels {qrels.source} (run: {len(run.query_ids)} queries, e.g. "
+            f"{run.query_ids[0]!r}; qrels: {len(query_ids)} queries, e.g. {query_ids[0]!r}); wrong qrels file?",
+            run.path,
+        )
+    warnings = []
+    missing = len(query_ids) - len(eval_idx)
+    if missing:
+        warnings.append(
+            f"{run.path}: {missing} of {len(query_ids)} qrels queries are not in the run; they count as 0 (as trec_eval -c)"
+        )
+    ignored = len(run.query_ids) - len(eval_idx)
+    if ignored:
+        warnings.append(f"{run.path}: {ignored} run queries have no judgements and are ignored")
+    counts = run.counts[eval_idx]
+    if depth is not None and (short := int((counts < depth).sum())):
+        warnings.append(
+            f"{run.path}: {short} of {len(eval_idx)} evaluated queries have fewer than {depth} documents "
+            f"(fewest: {int(counts.min())}); measures deeper than that see a truncated ranking"
+        )
+
+    masks = [_top_rows(run, eval_idx, g.depth, exact=g.exact_k is not None) if g.depth else None for g in groups]
+    if all(mask is not None for mask in masks):
+        run.check_duplicates()  # no group sees every row, so query_dicts cannot catch them
+    values = {k: np.full(len(query_ids), np.nan) for k in keys}
+    eval_offsets = np.concatenate([[0], np.cumsum(counts)])
+    for chunk in query_chunks(eval_offsets, chunk_rows):
+        indices = eval_idx[chunk]
+        chunk_qrels = {run.query_ids[i]: qrels.by_query[run.query_ids[i]] for i in indices}
+        for group, mask in zip(groups, masks):
+            run_dict = run.query_dicts(indices, rows=mask)
+            evaluator = group.provider.evaluator(group.measures, chunk_qrels)
+            for metric in evaluator.iter_calc(run_dict):
+                values[group.keys[metric.measure]][position[metric.query_id]] = metric.value
+    aggregate = {}
+    for m, key in zip(parsed, keys):
+        column = values[key]
+        column[np.isnan(column)] = m.DEFAULT if m.DEFAULT is not None else 0.0
+        agg = m.aggregator()
+        for value in column.tolist():
+            agg.add(value)
+        aggregate[key] = float(agg.result())
+    return RunEvaluation(run.path, aggregate, values, warnings, len(eval_idx), missing, ignored)
+
+
+def _top_rows(run: Run, eval_idx: np.ndarray, k: int, *, exact: bool) -> np.ndarray | None:
+    """Mask of each query's top-k rows; None when no query has more than k.
+
+    ``exact=False``: every row scoring at least the k-th score (ties at the boundary kept, so the
+    provider's own tie order decides). ``exact=True``: exactly k rows, ties broken like trec_eval
+    (higher docid first), i.e. what ``trec_eval -M k`` evaluates.
+    """
+    counts = run.counts[eval_idx]
+    if (counts <= k).all():
+        return None
+    mask = np.zeros(len(run), dtype=bool)
+    scores, offsets = run.scores, run.offsets
+    for i, n in zip(eval_idx.tolist(), counts.tolist()):
+        a, b = int(offsets[i]), int(offsets[i + 1])
+        if n <= k:
+            mask[a:b] = True
+            continue
+        s = scores[a:b]
+        threshold = np.partition(s, n - k)[n - k]
+        keep = s >= threshold
+        if exact and (extra := int(keep.sum()) - k) > 0:
+            tied = np.flatnonzero(s == threshold)
+            docids = run.docids.slice(a, b - a).take(tied).to_pylist()
+            order = sorted(range(len(tied)), key=lambda j: docids[j])  # ascending: drop the lowest docids
+            keep[tied[order[:extra]]] = False
+        mask[a:b] = keep
+    return mask

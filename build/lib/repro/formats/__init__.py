@@ -1,0 +1,1 @@
+"""Input and output file formats: one reader (and writer) per format, one ID rule."""

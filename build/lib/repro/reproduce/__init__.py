@@ -1,0 +1,1 @@
+"""Reproductions as data: presets, plans, verdicts, the report and the demo."""

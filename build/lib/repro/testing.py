@@ -1,0 +1,85 @@
+"""Tiny, download-free models for tests and benchmarks: a random BERT MLM with its own tokenizer.
+
+Random weights from a config cost exactly what trained ones do, so benchmarks can use a
+BERT-base-sized model built here; tests use a 2-layer one that builds in about a second.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+# Small English sample so the trained WordPiece vocabulary has real words, punctuation and
+# subwords; the texts are written for this project.
+_TOKENIZER_TEXT = """
+what is python programming. python is a programming language used for scripting, data science and web servers.
+best restaurants in paris: bistros, brasseries and cafes near the seine serve french food.
+the quick brown fox jumps over the lazy dog! how many legs does a spider have? eight legs.
+aerodynamics of a wing in a slipstream; lift increase due to the propeller at angles of attack.
+information retrieval ranks documents for queries; sparse vectors, inverted indexes and lucene.
+the boundary layer on a flat plate in supersonic flow, with heat transfer and skin friction.
+machine learning models such as bert predict masked tokens from their context in a sentence.
+time sharing systems for ibm computers, operating systems, compilers, algorithms and data structures.
+caffeine during pregnancy, the canadian military, fruit native to australia, and the manhattan project.
+"""
+
+
+def build_tokenizer(folder: Path, vocab_size: int = 600):
+    """Train a BERT WordPiece tokenizer on the sample text (about a second, no download)."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials, min_frequency=1)
+    lines = [line for line in _TOKENIZER_TEXT.strip().splitlines()] * 3
+    tok.train_from_iterator(lines, trainer=trainer)
+    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=512,
+    )
+    fast.save_pretrained(folder)
+    return fast
+
+
+def build_random_mlm(
+    folder: str | Path,
+    *,
+    hidden: int = 32,
+    layers: int = 2,
+    heads: int = 2,
+    intermediate: int = 64,
+    vocab_size: int = 600,
+    max_position: int = 512,
+    seed: int = 0,
+) -> Path:
+    """Save a randomly initialised BertForMaskedLM plus tokenizer into ``folder``."""
+    import torch
+    from transformers import BertConfig, BertForMaskedLM
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_tokenizer(folder, vocab_size=vocab_size)
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=intermediate,
+        max_position_embeddings=max_position,
+    )
+    torch.manual_seed(seed)
+    model = BertForMaskedLM(config)
+    model.save_pretrained(folder)
+    return folder

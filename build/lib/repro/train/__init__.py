@@ -1,0 +1,1 @@
+"""SPLADE training on sentence-transformers' SparseEncoder machinery (config, data, model, loop, diagnostics)."""

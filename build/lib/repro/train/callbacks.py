@@ -1,0 +1,182 @@
+"""Trainer callbacks: the explicit FLOPS-weight warm-up, and periodic token-quality diagnostics.
+
+The warm-up subclasses sentence-transformers' SpladeRegularizerWeightSchedulerCallback on
+purpose: SparseEncoderTrainer inserts its own default (quadratic over 1/3 of ALL steps) only when
+it finds no instance of that class bound to the same loss, so passing this one keeps the default
+out, and `train.loop` checks that exactly one such callback is present.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from sentence_transformers.sparse_encoder.callbacks.splade_callbacks import SpladeRegularizerWeightSchedulerCallback
+from transformers import TrainerCallback
+
+from repro.encode import quality
+log = logging.getLogger("repro.train")
+
+
+def warmup_weight(step: int, max_value: float, warmup_steps: int) -> float:
+    """Quadratic warm-up: max * (step / N)^2 for step < N, then max (N = 0: max from step 0)."""
+    if warmup_steps <= 0 or step >= warmup_steps:
+        return max_value
+    return max_value * (step / warmup_steps) ** 2
+
+
+class ExplicitRegularizerWarmup(SpladeRegularizerWeightSchedulerCallback):
+    """Quadratic lambda warm-up over a fixed number of optimizer steps (not a ratio of the run)."""
+
+    def __init__(self, loss, warmup_steps: int) -> None:
+        super().__init__(loss=loss, scheduler_type="quadratic", warmup_ratio=1.0)
+        self.fixed_warmup_steps = int(warmup_steps)
+        self.history: list[tuple[int, float, float | None]] = []
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.total_steps = state.max_steps
+        self.warmup_steps = self.fixed_warmup_steps
+        self._apply(state.global_step)
+
+    def _apply(self, step: int) -> None:
+        q = None if self.max_query_regularizer_weight is None else warmup_weight(
+            step, self.max_query_regularizer_weight, self.fixed_warmup_steps)
+        d = warmup_weight(step, self.max_document_regularizer_weight, self.fixed_warmup_steps)
+        self.loss.query_regularizer_weight = q
+        self.loss.document_regularizer_weight = d
+        self._current_query_regularizer_weight = q
+        self._current_document_regularizer_weight = d
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._apply(state.global_step)
+        self.history.append((state.global_step, self.loss.document_regularizer_weight, self.loss.query_regularizer_weight))
+
+
+class DiagnosticsCallback(TrainerCallback):
+    """Every N steps: loss parts, sparsity, FLOPS, token-quality shares and probe top tokens -> JSONL."""
+
+    def __init__(self, model, loss, jsonl_path: Path, sample_queries: list[str], sample_docs: list[str],
+                 probes: list[str], every: int) -> None:
+        self.model = model
+        self.loss = loss
+        self.path = Path(jsonl_path)
+        self.sample_queries = sample_queries
+        self.sample_docs = sample_docs
+        self.probes = probes
+        self.every = every
+        self.classes = quality.VocabClasses.from_tokenizer(model.tokenizer)
+        self.records: list[dict[str, Any]] = []
+        self.last_step = -1
+
+    def measure(self, step: int, logs: dict[str, float] | None = None) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        q = quality.model_report(self.model, self.sample_queries, top_k=5, classes=self.classes)
+        d = quality.model_report(self.model, self.sample_docs, top_k=5, classes=self.classes)
+        p = quality.model_report(self.model, self.probes, top_k=10, classes=self.classes)
+        qv = quality.raw_vectors(self.model, self.sample_queries)
+        dv = quality.raw_vectors(self.model, self.sample_docs)
+        logs = logs or {}
+        rec = {
+            "step": step,
+            "loss": logs.get("loss"),
+            "ranking_loss": logs.get("base_loss"),
+            "flops_q_weighted": logs.get("query_regularizer_loss"),
+            "flops_d_weighted": logs.get("document_regularizer_loss"),
+            "lambda_q_now": self.loss.query_regularizer_weight,
+            "lambda_d_now": self.loss.document_regularizer_weight,
+            "learning_rate": logs.get("learning_rate"),
+            "flops_reg_q": q["aggregate"]["flops_reg"],
+            "flops_reg_d": d["aggregate"]["flops_reg"],
+            "flops": quality.expected_flops(qv, dv),
+            "nnz_q": q["aggregate"]["mean_nnz"],
+            "nnz_d": d["aggregate"]["mean_nnz"],
+            "min_nnz_q": q["aggregate"]["min_nnz"],
+        }
+        for part, rep in (("q", q), ("d", d)):
+            agg = rep["aggregate"]
+            rec[f"punct_share_{part}"] = agg["mean_punct_share"]
+            rec[f"stopword_share_{part}"] = agg["mean_stopword_share"]
+            rec[f"special_share_{part}"] = agg["mean_special_share"]
+            rec[f"expansion_share_{part}"] = agg["mean_expansion_share"]
+        rec["probes"] = {r["text"]: r["top"] for r in p["texts"]}
+        rec["warnings"] = quality.quality_warnings({r["text"]: r for r in p["texts"]}, q["aggregate"]) + [
+            f"documents: {w}" for w in quality.quality_warnings({}, d["aggregate"])
+        ]
+        rec["diagnostics_seconds"] = round(time.perf_counter() - t0, 3)
+        return rec
+
+    def _write(self, rec: dict[str, Any]) -> None:
+        self.records.append(rec)
+        with open(self.path, "a", encoding="utf-8") as handle:  # append-only log; a killed run leaves whole lines
+            handle.write(json.dumps(rec) + "\n")
+        for w in rec["warnings"]:
+            log.warning("step %d: token-quality warning: %s", rec["step"], w)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.global_step == 0 and not self.path.exists():
+            self._write(self.measure(0))
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs is None or "loss" not in logs or state.global_step == self.last_step:
+            return
+        self.last_step = state.global_step
+        rec = self.measure(state.global_step, logs)
+        self._write(rec)
+        # Shown by the progress bar's log line (this callback runs before the ProgressCallback).
+        logs["nnz_q"] = round(rec["nnz_q"], 1)
+        logs["nnz_d"] = round(rec["nnz_d"], 1)
+        logs["punct_q"] = round(rec["punct_share_q"], 3)
+        logs["special_q"] = round(rec["special_share_q"], 3)
+        logs["warnings"] = len(rec["warnings"])
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """The diagnostics JSONL; when a run was resumed, the later record of a step wins."""
+    by_step: dict[int, dict[str, Any]] = {}
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut by a kill
+            by_step[rec["step"]] = rec
+    return [by_step[s] for s in sorted(by_step)]
+
+
+def plot_curves(records: list[dict[str, Any]], png: Path) -> None:
+    """Training curves (loss parts, nonzeros, token-quality shares) as one PNG, Agg backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [r["step"] for r in records]
+
+    def series(key):
+        return [r.get(key) if r.get(key) is not None else float("nan") for r in records]
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for key in ("loss", "ranking_loss", "flops_q_weighted", "flops_d_weighted"):
+        axes[0].plot(steps, series(key), marker=".", label=key)
+    axes[0].set_title("loss parts")
+    axes[0].set_yscale("symlog", linthresh=1e-3)
+    for key in ("nnz_q", "nnz_d"):
+        axes[1].plot(steps, series(key), marker=".", label=key)
+    axes[1].set_title("mean nonzeros")
+    axes[1].set_yscale("log")
+    for key in ("punct_share_q", "punct_share_d", "stopword_share_q", "special_share_q", "special_share_d",
+                "expansion_share_q"):
+        axes[2].plot(steps, series(key), marker=".", label=key)
+    axes[2].set_title("share of weight")
+    for ax in axes:
+        ax.set_xlabel("step")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    tmp = png.with_name(".tmp-" + png.name)
+    fig.savefig(tmp, dpi=90, format="png")
+    plt.close(fig)
+    tmp.replace(png)

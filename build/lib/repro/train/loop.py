@@ -1,0 +1,218 @@
+"""One SPLADE training run: model + data + SpladeLoss + SparseEncoderTrainer, checkpoints, resume, output folder.
+
+Folders: the finished model goes to `OUTPUT` (written atomically at the end: a SparseEncoder folder
+with README.md model card, diagnostics.jsonl, diagnostics.png, training-summary.json and a
+manifest beside it). Everything a killed run needs to continue lives in `OUTPUT.work/`:
+`checkpoints/checkpoint-N` (weights, optimizer, scheduler, RNG states, trainer state with the
+step, i.e. the position in the data), `data-cache/` (the Arrow copy of the training set),
+`config.json` (the run's config, which `--resume` must match) and the diagnostics JSONL so far.
+
+Exact resume relies on the Hugging Face Trainer: it restores optimizer, scheduler, RNG states and
+global step from the checkpoint and skips the batches already seen in the current epoch; the
+batch sampler is seeded with seed + epoch, so the skipped prefix is the same. tests/test_train.py
+checks that a SIGKILLed and resumed run ends with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from repro.outputs import check_writable, write_text
+from repro.errors import ReproError
+from repro.train.config import TrainConfig
+
+log = logging.getLogger("repro.train")
+
+# Settings that may differ between the interrupted run and its --resume without changing the result.
+_RESUME_FREE = {"resume", "force", "save_total_limit"}
+
+
+def work_dir(output: str | Path) -> Path:
+    out = Path(output)
+    return out.with_name(out.name + ".work")
+
+
+def _prepare_folders(cfg: TrainConfig) -> tuple[Path, Path]:
+    out, work = Path(cfg.output), work_dir(cfg.output)
+    check_writable(out, force=cfg.force)
+    saved = work / "config.json"
+    if cfg.resume:
+        if not saved.exists():
+            raise ReproError("nothing to resume: no earlier run of this output (its .work folder is missing)", work)
+        old = json.loads(saved.read_text(encoding="utf-8"))
+        new = cfg.to_dict()
+        diff = sorted(k for k in set(old) | set(new) if k not in _RESUME_FREE and old.get(k) != new.get(k))
+        if diff:
+            shown = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff[:4])
+            raise ReproError(f"--resume needs the same settings as the interrupted run; changed: {shown}", saved)
+    else:
+        if work.exists():
+            if not cfg.force:
+                raise ReproError("an earlier run left its work folder here; pass --resume to continue it or --force to start over", work)
+            shutil.rmtree(work)
+        work.mkdir(parents=True)
+        write_text(saved, json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n")
+    return out, work
+
+
+def build_loss(model, cfg: TrainConfig):
+    from sentence_transformers.sparse_encoder.losses import (
+        SparseDistillKLDivLoss,
+        SparseMarginMSELoss,
+        SparseMultipleNegativesRankingLoss,
+        SpladeLoss,
+    )
+
+    if cfg.loss == "mnrl":
+        inner = SparseMultipleNegativesRankingLoss(model)
+    elif cfg.loss == "margin-mse":
+        inner = SparseMarginMSELoss(model)
+    else:
+        inner = SparseDistillKLDivLoss(model, temperature=cfg.kl_temperature)
+    return SpladeLoss(model, loss=inner, document_regularizer_weight=cfg.lambda_d,
+                      query_regularizer_weight=cfg.lambda_q)
+
+
+def build_trainer(cfg: TrainConfig, work: Path):
+    """Model, data, loss and trainer, wired with our callbacks; returns (trainer, parts)."""
+    import torch
+    import transformers
+    from sentence_transformers.base.sampler import BatchSamplers
+    from sentence_transformers.sparse_encoder import SparseEncoderTrainer, SparseEncoderTrainingArguments
+    from sentence_transformers.sparse_encoder.callbacks.splade_callbacks import (
+        SpladeRegularizerWeightSchedulerCallback,
+    )
+
+    from repro.train.callbacks import DiagnosticsCallback, ExplicitRegularizerWarmup
+    from repro.train.data import build_dataset
+    from repro.train.model import apply_freezing, load_sparse_encoder
+
+    if (cfg.bf16 or cfg.fp16) and not torch.cuda.is_available():
+        if cfg.fp16:
+            raise ReproError("--fp16 needs a CUDA GPU; on CPU train in fp32 (default) or --bf16")
+    transformers.set_seed(cfg.seed)
+    model = load_sparse_encoder(cfg.base_model, max_seq_length=cfg.max_length)
+    freeze = apply_freezing(model, cfg.freeze_encoder, cfg.freeze_embeddings)
+    dataset, stats = build_dataset(cfg, work / "data-cache")
+    if stats.get("skipped_lines"):
+        log.warning("skipped %d malformed line(s), e.g. %s", stats["skipped_lines"], "; ".join(stats.get("skipped_examples", [])[:2]))
+    loss = build_loss(model, cfg)
+    warmup = ExplicitRegularizerWarmup(loss, cfg.reg_warmup_steps)
+    args = SparseEncoderTrainingArguments(
+        output_dir=str(work / "checkpoints"),
+        max_steps=cfg.max_steps if cfg.max_steps > 0 else -1,
+        num_train_epochs=cfg.epochs,
+        per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        learning_rate=cfg.lr,
+        warmup_steps=cfg.lr_warmup_steps,
+        weight_decay=cfg.weight_decay,
+        lr_scheduler_type="linear",
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        bf16=cfg.bf16,
+        fp16=cfg.fp16,
+        batch_sampler=BatchSamplers.NO_DUPLICATES if cfg.no_duplicates else BatchSamplers.BATCH_SAMPLER,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit,
+        logging_strategy="steps",
+        logging_steps=cfg.diagnostics_steps,
+        report_to="none",
+        dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        eval_strategy="no",
+        disable_tqdm=False,
+    )
+    n = min(cfg.diagnostics_texts, len(dataset))
+    head = dataset.select(range(n))
+    diagnostics = DiagnosticsCallback(model, loss, work / "diagnostics.jsonl", list(head["query"]),
+                                      list(head["positive"]), list(cfg.probes), cfg.diagnostics_steps)
+    trainer = SparseEncoderTrainer(model=model, args=args, train_dataset=dataset, loss=loss, callbacks=[warmup])
+    schedulers = [c for c in trainer.callback_handler.callbacks if isinstance(c, SpladeRegularizerWeightSchedulerCallback)]
+    if schedulers != [warmup]:  # the trainer must not have added its silent 1/3-of-the-run default
+        raise RuntimeError(f"unexpected regulariser schedulers: {schedulers}")
+    # Before the ProgressCallback, so the diagnostics' numbers appear in the progress log lines.
+    trainer.callback_handler.callbacks.insert(1, diagnostics)
+    return trainer, {"model": model, "loss": loss, "warmup": warmup, "diagnostics": diagnostics,
+                     "dataset": dataset, "read_counts": stats, "freeze": freeze}
+
+
+def run_training(cfg: TrainConfig) -> dict[str, Any]:
+    """Train, then write the model folder; returns the summary printed by the command."""
+
+    from repro.outputs import atomic_dir
+    from repro.manifest import write_manifest
+    from repro.train.callbacks import plot_curves, read_records
+    from repro.train.modelcard import model_card
+
+    cfg.validate()
+    out, work = _prepare_folders(cfg)
+    trainer, parts = build_trainer(cfg, work)
+    checkpoint = None
+    if cfg.resume:
+        ckpt_dir = work / "checkpoints"
+        checkpoint = last_complete_checkpoint(ckpt_dir)
+        if checkpoint is None:
+            log.warning("no checkpoint saved yet in %s; starting from step 0", ckpt_dir)
+    t0 = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=checkpoint)
+    seconds = time.perf_counter() - t0
+    state = trainer.state
+    diagnostics = parts["diagnostics"]
+    if diagnostics.last_step != state.global_step:
+        diagnostics._write(diagnostics.measure(state.global_step, {"loss": result.training_loss}))
+    records = read_records(work / "diagnostics.jsonl")
+    steps_run = state.global_step - (int(Path(checkpoint).name.split("-")[-1]) if checkpoint else 0)
+    summary = {
+        "steps": state.global_step,
+        "steps_this_session": steps_run,
+        "seconds_this_session": round(seconds, 2),
+        "seconds_per_step": round(seconds / steps_run, 4) if steps_run > 0 else None,
+        "train_rows": len(parts["dataset"]),
+        "skipped_lines": parts["read_counts"].get("skipped_lines", 0),
+        "resumed_from": checkpoint,
+        **parts["freeze"],
+        "final": {k: records[-1].get(k) for k in ("nnz_q", "nnz_d", "flops", "punct_share_q", "punct_share_d",
+                                                   "special_share_q", "stopword_share_q", "expansion_share_q")}
+        if records else {},
+        "warnings_at_end": records[-1].get("warnings", []) if records else [],
+    }
+    with atomic_dir(out, force=True) as tmp:
+        parts["model"].save(str(tmp))
+        (tmp / "diagnostics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+        if records:
+            plot_curves(records, tmp / "diagnostics.png")
+        (tmp / "training-summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        (tmp / "README.md").write_text(model_card(cfg, summary, parts), encoding="utf-8")
+    write_manifest(out, "train", cfg.to_dict(), steps=state.global_step, train_rows=summary["train_rows"],
+                   skipped_lines=summary["skipped_lines"], seconds_per_step=summary["seconds_per_step"])
+    summary["output"] = str(out)
+    summary["work"] = str(work)
+    return summary
+
+
+def last_complete_checkpoint(folder: Path) -> str | None:
+    """The newest checkpoint whose save finished.
+
+    The Trainer writes `checkpoint-N/` in place and `trainer_state.json` last, so a run killed while
+    saving leaves a folder without it; transformers' `get_last_checkpoint` would pick that folder
+    and crash on resume. Such a folder is skipped (and reported).
+    """
+    if not folder.is_dir():
+        return None
+    numbered = sorted(
+        (p for p in folder.iterdir() if p.is_dir() and p.name.startswith("checkpoint-") and p.name.split("-")[-1].isdigit()),
+        key=lambda p: int(p.name.split("-")[-1]),
+        reverse=True,
+    )
+    for candidate in numbered:
+        if (candidate / "trainer_state.json").is_file():
+            return str(candidate)
+        log.warning("skipping %s: its save did not finish (no trainer_state.json)", candidate)
+    return None
