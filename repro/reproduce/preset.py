@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from repro import paths
 from repro.errors import ReproError
@@ -125,7 +124,6 @@ class Preset:
     hits: int = 1000
     batch_size: int = 32
     notes: str | None = None
-    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def topic_set(self, name: str) -> TopicSet:
         for ts in self.topic_sets:
@@ -332,5 +330,5 @@ def _build(path: Path, data: dict, raw_text: str) -> Preset:
         model_note=data.get("model_note"), corpus_format=data.get("corpus_format", "auto"),
         doc_max_length=data.get("doc_max_length"), query_max_length=data.get("query_max_length", 64),
         factor=data.get("factor", 100), hits=data.get("hits", 1000), batch_size=data.get("batch_size", 32),
-        notes=data.get("notes"), raw=data,
+        notes=data.get("notes"),
     )

@@ -34,13 +34,6 @@ def _fmt(value: float | None, sign: bool = False) -> str:
     return f"{value:+.4f}" if sign else f"{value:.4f}"
 
 
-def _cell(text: str) -> str:
-    text = text.replace("|", "\\|").replace("\n", " ")
-    if text.startswith("http"):
-        return f"<{text}>"
-    return text
-
-
 def _source(text: str) -> str:
     """Links stay clickable; the citation text stays whole."""
     words = []
@@ -174,36 +167,6 @@ def figure_ndcg_differences(splade_eval: Path, bm25_eval: Path, output: Path, me
     _save(fig, output)
     plt.close(fig)
     return {"queries": len(diff), "better": wins, "worse": losses, "mean": float(diff.mean())}
-
-
-def figure_subsample_spread(values_by_label: dict[str, list[float]], size: int, population: int, output: Path,
-                            published: dict[str, float] | None = None, trials: int = 2000) -> dict[str, dict[str, float]]:
-    """Histogram of subset means (n=size) of per-query values, with the standard error formula marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    from repro.evaluate import significance as stats
-    fig, ax = plt.subplots(figsize=(7, 3.4), dpi=110)
-    summary = {}
-    for label, values in values_by_label.items():
-        v = np.asarray(values, dtype=float)
-        means = stats.subsample_means(v, min(size, len(v) - 1), trials=trials, seed=0)
-        summary[label] = {"mean": float(v.mean()), "sd": float(v.std(ddof=1)), **stats.summarize(means)}
-        ax.hist(means, bins=50, alpha=0.6, label=f"{label} (sd of subset means {means.std():.4f})")
-    for name, value in (published or {}).items():
-        ax.axvline(value, color="black", linestyle="--", linewidth=0.8)
-        ax.text(value, ax.get_ylim()[1] * 0.95, f" {name}", fontsize=7, rotation=90, va="top")
-    ax.set_xlabel(f"RR@10 mean over a random {size}-query subset of {population}", fontsize=8)
-    ax.set_ylabel("subsets", fontsize=8)
-    ax.legend(fontsize=7)
-    ax.tick_params(labelsize=7)
-    fig.tight_layout()
-    _save(fig, output)
-    plt.close(fig)
-    return summary
 
 
 def _save(fig, output: Path) -> None:
