@@ -69,18 +69,45 @@ def test_changed_settings_on_existing_output_are_refused(tmp_path, corpus, _tiny
     assert json.loads((tmp_path / "c" / "manifest.json").read_text())["config"]["factor"] == 50
 
 
+def _runs(line: str) -> list[tuple[str, int]]:
+    """(token, run length) of a query line: Anserini's format repeats each token in one contiguous run."""
+    import itertools
+
+    return [(tok, len(list(group))) for tok, group in itertools.groupby(line.split("\t", 1)[1].split())]
+
+
 def test_queries_mode_matches_anserini_cached_format(tmp_path, _tiny_mlm_session, shared_data):
-    from repro.formats.anserini_queries import read_encoded_queries
+    """Ours and Anserini's cached files have the same grammar, checked line by line: `qid<TAB>` then each
+    token once as a contiguous run of `weight` copies; Anserini's real lines survive our reader and writer
+    unchanged as multisets; ours carry no special tokens and only wordpieces of the model's vocabulary."""
+    import gzip
+
+    from transformers import AutoTokenizer
+
+    from repro.formats.anserini_queries import query_line, read_encoded_queries
 
     cached = shared_data / "msmarco-passage" / "splade-encoded-queries" / "topics.dl19-passage.splade-pp-ed.tsv.gz"
     theirs = read_encoded_queries(cached)
     assert len(theirs) == 43 and all(all(w > 0 for w in v.values()) for v in theirs.values())
+    for line in gzip.open(cached, "rt", encoding="utf-8").read().splitlines():
+        qid = line.split("\t", 1)[0]
+        runs = _runs(line)
+        assert len({tok for tok, _ in runs}) == len(runs), qid  # every token in ONE run
+        assert dict(runs) == theirs[qid]
+        assert sorted(_runs(query_line(qid, theirs[qid]))) == sorted(runs)  # our writer, their vector: same line content
     topics = tmp_path / "t.tsv"
     topics.write_text("1\twhat is python programming\n2\tbest restaurants in paris\n")
     result = run("encode", topics, "--queries", "-m", _tiny_mlm_session, "-o", tmp_path / "q.tsv")
     assert result.exit_code == 0, result.output
     ours = read_encoded_queries(tmp_path / "q.tsv")
     assert set(ours) == {"1", "2"} and all(ours.values())
+    vocab = AutoTokenizer.from_pretrained(str(_tiny_mlm_session)).get_vocab()
+    for line in (tmp_path / "q.tsv").read_text(encoding="utf-8").splitlines():
+        runs = _runs(line)
+        assert len({tok for tok, _ in runs}) == len(runs) and dict(runs) == ours[line.split("\t")[0]]
+        weights = [w for _, w in runs]
+        assert weights == sorted(weights, reverse=True)  # ours: heaviest first
+        assert all(tok in vocab and not (tok.startswith("[") and tok.endswith("]")) for tok, _ in runs)
 
 
 def test_complete_collection_notices_a_changed_corpus(tmp_path, corpus, _tiny_mlm_session):

@@ -124,7 +124,32 @@ def _smoke(script: str, tmp_path: Path, timeout: int = 900) -> None:
                           capture_output=True, text=True, timeout=timeout, cwd=ROOT,
                           env={**__import__("os").environ, "REPRO_CACHE": str(tmp_path / "cache")})
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert "|" in proc.stdout  # printed its table
+    _check_tables(proc.stdout, script)
+
+
+def _check_tables(text: str, script: str) -> None:
+    """Every markdown table the benchmark printed is whole: a header, a separator, data rows of the same
+    width, and at least one measured number per data row (not only the presence of a "|")."""
+    import re
+
+    lines = text.splitlines()
+    tables = []
+    for i, line in enumerate(lines):
+        if line.startswith("|") and i + 1 < len(lines) and re.fullmatch(r"\|(\s*:?-+:?\s*\|)+", lines[i + 1].strip()):
+            rows = []
+            for row in lines[i + 2:]:
+                if not row.startswith("|"):
+                    break
+                rows.append(row)
+            tables.append((line, rows))
+    assert tables, f"{script} printed no markdown table"
+    for header, rows in tables:
+        width = header.count("|")
+        assert rows, f"{script}: table {header!r} has no rows"
+        for row in rows:
+            assert row.count("|") == width, (script, header, row)
+            cells = [c.strip() for c in row.strip("|").split("|")]
+            assert any(re.fullmatch(r"[-+]?\d[\d,]*(\.\d+)?( ?(x|%|ms|s|MiB|GB|q/s))?(\s*\(.*\))?", c) for c in cells), (script, row)
 
 
 def test_bench_encode_smoke(tmp_path):
