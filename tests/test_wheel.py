@@ -20,9 +20,16 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="module")
 def wheel_venv(tmp_path_factory) -> Path:
+    import shutil
+
     tmp = tmp_path_factory.mktemp("wheel")
+    source = tmp / "source"  # a copy: building in place would leave build/ and *.egg-info in the checkout
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    shutil.copytree(ROOT / "repro", source / "repro", ignore=shutil.ignore_patterns("__pycache__"))
     dist = tmp / "dist"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", str(ROOT),
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", str(source),
                     "-w", str(dist)], check=True, capture_output=True)
     wheel = next(dist.glob("repro-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()

@@ -1,1 +1,0 @@
-"""Encoding texts into SPLADE vectors: model loading, the encoders (PyTorch, ONNX), corpus and query encoding, token quality."""

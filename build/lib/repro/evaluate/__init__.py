@@ -1,1 +1,0 @@
-"""Scoring runs with ir_measures, and statistics over per-query values."""

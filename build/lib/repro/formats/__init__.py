@@ -1,1 +1,0 @@
-"""Input and output file formats: one reader (and writer) per format, one ID rule."""

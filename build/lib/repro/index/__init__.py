@@ -1,1 +1,0 @@
-"""Building and verifying indexes of a JsonVectorCollection (or texts, for BM25)."""

@@ -1,1 +1,0 @@
-"""Reproductions as data: presets, plans, verdicts, the report and the demo."""

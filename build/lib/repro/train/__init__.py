@@ -1,1 +1,0 @@
-"""SPLADE training on sentence-transformers' SparseEncoder machinery (config, data, model, loop, diagnostics)."""
