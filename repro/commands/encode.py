@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from repro import defaults
+
 from repro.encode.queries import RUNTIMES
 
 from repro.errors import ReproError
@@ -17,10 +19,10 @@ from repro.errors import ReproError
 @click.option("--output", "-o", required=True, type=click.Path(path_type=Path), help="Output folder (documents) or .tsv file (--queries).")
 @click.option("--queries", is_flag=True, help="Encode topics into Anserini's query TSV (each token repeated weight times).")
 @click.option("--format", "fmt", default="auto", show_default=True, help="Input format: auto|tsv|jsonl|smart|irds (topics: auto|tsv|trec|smart|irds).")
-@click.option("--factor", default=100.0, show_default=True, help="Quantization: integer weight = round(weight x factor).")
+@click.option("--factor", default=defaults.DOC_FACTOR, show_default=True, help="Quantization: integer weight = round(weight x factor).")
 @click.option("--max-length", type=int, default=None, help="Max tokens per text (default: the model's, at most 512; queries 64).")
-@click.option("--batch-size", default=32, show_default=True)
-@click.option("--shard-size", default=10_000, show_default=True, help="Documents per output shard (the unit of resume).")
+@click.option("--batch-size", default=defaults.BATCH_SIZE, show_default=True)
+@click.option("--shard-size", default=defaults.SHARD_SIZE, show_default=True, help="Documents per output shard (the unit of resume).")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available).")
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32", show_default=True)
 @click.option("--threads", type=int, default=None, help="CPU threads for torch (or onnxruntime).")
@@ -48,7 +50,7 @@ def command(source, model, output, queries, fmt, factor, max_length, batch_size,
     if queries:
         from repro.encode.queries import encode_topics
 
-        info = encode_topics(source, output, model=model, fmt=fmt, factor=factor, max_length=max_length or 64,
+        info = encode_topics(source, output, model=model, fmt=fmt, factor=factor, max_length=max_length or defaults.QUERY_MAX_LENGTH,
                              batch_size=batch_size, device=device, dtype=dtype, threads=threads, runtime=runtime,
                              force=force)
         click.echo(f"encoded {info['queries']} queries -> {output} (avg {info['avg_terms']:.1f} terms, "

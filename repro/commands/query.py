@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from repro import defaults
+
 from repro.encode.queries import RUNTIMES
 
 INTERACTIVE_QUERY_CUT = 10  # a few results for a person, not a 1000-deep run: see docs/benchmarks.md
@@ -20,7 +22,7 @@ INTERACTIVE_QUERY_CUT = 10  # a few results for a person, not a 1000-deep run: s
 @click.option("--hits", "-k", default=10, show_default=True, help="Documents to show per query.")
 @click.option("--runtime", type=click.Choice(RUNTIMES), default="onnx", show_default=True,
               help="Query encoder runtime (onnx gives the same vectors as torch, faster).")
-@click.option("--query-max-length", default=64, show_default=True)
+@click.option("--query-max-length", default=defaults.QUERY_MAX_LENGTH, show_default=True)
 @click.option("--factor", type=float, default=None, help="Query quantization factor (default: the collection's).")
 @click.option("--query-cut", type=int, default=None,
               help="Seismic: heaviest query terms scanned (default here 10: top-10 recall 1.000 on Cranfield/CACM at half "

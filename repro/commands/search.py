@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from repro import engines
+from repro import defaults, engines
 from repro.encode.queries import RUNTIMES
 
 
@@ -17,9 +17,9 @@ from repro.encode.queries import RUNTIMES
 @click.option("--encoded-queries", default=None, help="Already-encoded queries (Anserini query TSV, .gz ok).")
 @click.option("--topic-format", default="auto", show_default=True, help="auto|tsv|trec|smart|irds")
 @click.option("--output", "-o", required=True, type=click.Path(path_type=Path), help="Run file to write (e.g. runs/x.trec).")
-@click.option("--hits", "-k", default=1000, show_default=True, help="Documents per query.")
+@click.option("--hits", "-k", default=defaults.HITS, show_default=True, help="Documents per query.")
 @click.option("--threads", type=int, default=None, help="Search threads (default: all cores).")
-@click.option("--query-max-length", default=64, show_default=True)
+@click.option("--query-max-length", default=defaults.QUERY_MAX_LENGTH, show_default=True)
 @click.option("--factor", type=float, default=None, help="Query quantization factor (default: the collection's).")
 @click.option("--tag", default=None, help="Run tag (last column).")
 @click.option("--java-memory", default=None, help="JVM heap, e.g. 8g.")

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from repro.engines import anserini
+from repro import defaults
 from repro.errors import ReproError
 from repro.formats.anserini_queries import query_text
 from repro.search import ties
@@ -128,7 +129,7 @@ def _exact(kind: str, hits: list[tuple[str, float]], qid: str) -> list[ties.Hit]
     return [(docid, f"{score:.4f}") for docid, score in hits]
 
 
-def search_topics(index: Path, topics: dict[str, str], *, kind: str, hits: int = 1000, threads: int = 1,
+def search_topics(index: Path, topics: dict[str, str], *, kind: str, hits: int = defaults.HITS, threads: int = 1,
                   memory: str | None = None) -> dict[str, list[ties.Hit]]:
     """Exact top-``hits`` per query (text lines: BM25 text or pre-tokenized impact queries) under the tie rule."""
     final: dict[str, list[ties.Hit]] = {}
@@ -204,7 +205,7 @@ class LuceneImpactSearcher:
         hits = self._ScoredDocs.fromTopDocs(top, self._searcher)
         return [(docid, ties.exact_impact(score)) for docid, score in zip(hits.docids, hits.scores)]
 
-    def search(self, vector: dict[str, int], k: int = 1000) -> list[ties.Hit]:
+    def search(self, vector: dict[str, int], k: int = defaults.HITS) -> list[ties.Hit]:
         """Exact top-k (docid, score) under the tie rule."""
         if not any(w > 0 for w in vector.values()):
             return []

@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from repro import defaults
 from repro.errors import ReproError
 from repro.outputs import atomic_dir
 from repro.search import ties
@@ -167,7 +168,7 @@ class SeismicSearcher:
                                  heap_factor=given.get("heap_factor", self.heap_factor))
         return [(docid, ties.exact_impact(score)) for _, score, docid in hits]
 
-    def search(self, vector: dict[str, int], k: int = 1000, *, query_cut: int | None = None,
+    def search(self, vector: dict[str, int], k: int = defaults.HITS, *, query_cut: int | None = None,
                heap_factor: float | None = None) -> list[ties.Hit]:
         return ties.top_k(lambda depth: self.raw(vector, depth, query_cut=query_cut, heap_factor=heap_factor), k)
 

@@ -19,7 +19,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from repro import paths
+from repro import defaults, paths
 from repro.errors import ReproError
 from repro.formats import irds
 
@@ -119,10 +119,10 @@ class Preset:
     model_note: str | None = None
     corpus_format: str = "auto"
     doc_max_length: int | None = None
-    query_max_length: int = 64
-    factor: float = 100
-    hits: int = 1000
-    batch_size: int = 32
+    query_max_length: int = defaults.QUERY_MAX_LENGTH
+    factor: float = defaults.DOC_FACTOR
+    hits: int = defaults.HITS
+    batch_size: int = defaults.BATCH_SIZE
     notes: str | None = None
 
     def topic_set(self, name: str) -> TopicSet:
@@ -328,7 +328,8 @@ def _build(path: Path, data: dict, raw_text: str) -> Preset:
         name=name, path=path, description=data["description"], collection=data["collection"], retrieval=retrieval,
         corpus=_alts(data["corpus"], "corpus", path), topic_sets=tuple(topic_sets), model=data.get("model"),
         model_note=data.get("model_note"), corpus_format=data.get("corpus_format", "auto"),
-        doc_max_length=data.get("doc_max_length"), query_max_length=data.get("query_max_length", 64),
-        factor=data.get("factor", 100), hits=data.get("hits", 1000), batch_size=data.get("batch_size", 32),
+        doc_max_length=data.get("doc_max_length"), query_max_length=data.get("query_max_length", defaults.QUERY_MAX_LENGTH),
+        factor=data.get("factor", defaults.DOC_FACTOR), hits=data.get("hits", defaults.HITS),
+        batch_size=data.get("batch_size", defaults.BATCH_SIZE),
         notes=data.get("notes"),
     )
