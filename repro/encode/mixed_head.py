@@ -1,0 +1,143 @@
+"""Exact mixed precision for the MLM head: a bfloat16 screen, then fp32 for the entries that can count.
+
+In a small SPLADE model the vocabulary-sized head (tokens x hidden x 30522) is most of the cost,
+and bf16 matrix products run about twice as fast as fp32 ones (CPU AMX/AVX512-bf16, GPU tensor
+cores). But bf16 moves weights. The screen uses bf16 only to decide which vocabulary entries can
+end up nonzero. Those entries are then recomputed in fp32, so every weight that survives
+quantization comes from fp32 arithmetic, as in the plain path.
+
+The bound. Let u = 2^-8 be bf16's unit roundoff. Inputs x (a token's hidden state) and w (a
+vocabulary row) are rounded to bf16. Their products are exact in fp32 and are summed in fp32
+over H terms; the result is rounded to bf16 once. Let S = sum|x_i w_i| <= ||x|| ||w||
+(Cauchy-Schwarz) and gamma = H 2^-24. Then, against the fp32 product L32 (whose own error is at
+most gamma S):
+
+    |L16 - L32| <= (2u + u^2 + 2.1 gamma) S + u/(1-u) |L16|
+
+x + c|x| increases with x, so the largest bound over a text's tokens comes from the token with the
+largest L16. That gives, per (text, vocabulary entry),
+
+    max_t L32 <= m16 + c|m16| + a max_t||x_t|| ||w||
+
+with m16 = max_t L16. An entry whose bound plus its bias stays below expm1(0.5 / factor)
+quantizes to 0 in fp32 as well, so it needs no recomputation. Every other entry of the text is
+recomputed exactly.
+
+A quantized weight can still differ from the plain fp32 path by one unit. This happens only when
+w x factor lies within fp32's own summation-order error of a .5 boundary: a different product
+kernel sums the same 128 terms in another order. tests/test_mixed_precision.py counts these
+cases and checks that each one is such a flip.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+BF16_UNIT = 2.0**-8  # unit roundoff of bfloat16: 8 significand bits
+FP32_UNIT = 2.0**-24
+THRESHOLD_MARGIN = 1e-4  # relative slack on the zero threshold, for the fp32 bias addition and log1p
+
+
+def zero_threshold(factor: float) -> float:
+    """The largest max-logit-plus-bias that still quantizes to 0: round(log1p(relu(v)) x factor) = 0."""
+    return math.expm1(0.5 / factor) * (1 - THRESHOLD_MARGIN)
+
+
+def bound_coefficients(hidden_size: int) -> tuple[float, float]:
+    """(a, c) of the bound above, for products over ``hidden_size`` terms."""
+    u = BF16_UNIT
+    return 2 * u + u * u + 2.1 * hidden_size * FP32_UNIT, u / (1 - u)
+
+
+@contextlib.contextmanager
+def _full_precision_reductions(device_type: str) -> Iterator[None]:
+    """On CUDA, bf16 products may use bf16 partial sums by default, which the bound does not cover."""
+    if device_type != "cuda":
+        yield
+        return
+    import torch
+
+    matmul = torch.backends.cuda.matmul
+    before = matmul.allow_bf16_reduced_precision_reduction
+    matmul.allow_bf16_reduced_precision_reduction = False
+    try:
+        yield
+    finally:
+        matmul.allow_bf16_reduced_precision_reduction = before
+
+
+class MixedHead:
+    """Per-text max over tokens of ``hidden @ weight.T`` (+ bias): exact fp32 wherever it can be nonzero."""
+
+    def __init__(self, weight: Any, bias: Any | None) -> None:
+        import torch
+
+        self.weight = weight.float()
+        self.weight16 = weight.to(torch.bfloat16)
+        self.row_norms = self.weight.norm(dim=1)
+        self.bias = bias.float() if bias is not None else torch.zeros(weight.shape[0], device=weight.device)
+        self.a, self.c = bound_coefficients(weight.shape[1])
+        self.recomputed = 0  # (text, entry) pairs recomputed in fp32, for benchmarks
+
+    def best(self, hidden: Any, lengths: Sequence[int], factor: float, chunk_tokens: int = 1024) -> Any:
+        """(texts, vocab) fp32: the exact max logit + bias where it can quantize to nonzero, -inf elsewhere."""
+        import torch
+
+        threshold = zero_threshold(factor)
+        out = torch.full((len(lengths), self.weight.shape[0]), float("-inf"), device=hidden.device)
+        start = row = 0
+        with _full_precision_reductions(hidden.device.type):
+            while row < len(lengths):
+                stop, rows = row, 0
+                while stop < len(lengths) and (rows == 0 or rows + lengths[stop] <= chunk_tokens):
+                    rows += lengths[stop]
+                    stop += 1
+                self._chunk(hidden[start : start + rows], lengths[row:stop], out[row:stop], threshold)
+                start += rows
+                row = stop
+        return out
+
+    def _chunk(self, x: Any, lengths: Sequence[int], out: Any, threshold: float) -> None:
+        import torch
+
+        screen = torch.mm(x.to(torch.bfloat16), self.weight16.t())  # (rows, vocab) bf16
+        norms = x.norm(dim=1)
+        m16 = _segment_max(screen, lengths).float()  # (texts, vocab)
+        xmax = torch.stack([norms[o : o + n].max() for o, n in zip(_offsets(lengths), lengths)])
+        upper = m16 + self.c * m16.abs() + self.a * xmax.unsqueeze(1) * self.row_norms.unsqueeze(0) + self.bias
+        mask = upper >= threshold  # (texts, vocab)
+        union = mask.any(dim=0).nonzero(as_tuple=True)[0]  # one product for the chunk: faster than one per text
+        if union.numel() == 0:
+            return
+        exact = torch.mm(x, self.weight[union].t())  # (rows, |union|) fp32
+        out[:, union] = _segment_max(exact, lengths) + self.bias[union]
+        self.recomputed += int(mask.sum())
+
+
+def _offsets(lengths: Sequence[int]) -> list[int]:
+    out, total = [], 0
+    for n in lengths:
+        out.append(total)
+        total += n
+    return out
+
+
+def _segment_max(matrix: Any, lengths: Sequence[int]) -> Any:
+    """Max over each text's rows. On CPU row by row with in-place maximum: a reduction over the
+    token dimension of a (tokens x vocab) slice is several times slower there."""
+    import torch
+
+    best = torch.empty((len(lengths), matrix.shape[1]), dtype=matrix.dtype, device=matrix.device)
+    for text, (offset, n) in enumerate(zip(_offsets(lengths), lengths)):
+        seg = matrix[offset : offset + n]
+        if seg.device.type == "cpu":
+            out = best[text]
+            out.copy_(seg[0])
+            for row in range(1, n):
+                torch.maximum(out, seg[row], out=out)
+        else:
+            best[text] = seg.amax(dim=0)
+    return best

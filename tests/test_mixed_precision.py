@@ -1,0 +1,77 @@
+"""The mixed-precision head (bf16 screen + fp32 recomputation) equals the fp32 head, weight for weight.
+
+Only a one-unit flip is allowed, and only where w x factor lies within fp32's own summation-order
+error of a .5 boundary (another product kernel adds the same terms in another order). Each flip
+is counted and checked to be such a case.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+FACTOR = 100
+BOUNDARY = 1e-3  # |w x factor - (k + .5)| below this is "at a .5 boundary" for fp32 at these magnitudes
+
+
+def _compare(encoder, texts: list[str], batch_size: int = 32) -> dict[str, int]:
+    import torch
+
+    from repro.encode.mixed_head import MixedHead
+
+    transform, weight, bias = encoder.decoder
+    head = MixedHead(weight, bias)
+    ids, _ = encoder.tokenize(texts)
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    counts = {"weights": 0, "flips": 0, "chunks": 0, "empty": 0}
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            batch = [ids[i] for i in order[start : start + batch_size]]
+            lengths = [len(seq) for seq in batch]
+            inputs = torch.zeros((len(batch), max(lengths)), dtype=torch.long)
+            mask = torch.zeros_like(inputs)
+            for row, seq in enumerate(batch):
+                inputs[row, : len(seq)] = torch.tensor(seq)
+                mask[row, : len(seq)] = 1
+            real = encoder.encoder(input_ids=inputs, attention_mask=mask).last_hidden_state[mask.bool()]
+            plain = torch.log1p(torch.relu(encoder._decoded_max(real, lengths))) * FACTOR
+            mixed = torch.log1p(torch.relu(head.best(transform(real), lengths, FACTOR))) * FACTOR
+            plain[:, encoder.special_ids] = 0
+            mixed[:, encoder.special_ids] = 0
+            qp, qm = torch.round(plain), torch.round(mixed)
+            counts["chunks"] += sum(lengths) > encoder.CHUNK_TOKENS
+            counts["empty"] += int((qp.sum(dim=1) == 0).sum())
+            counts["weights"] += int((qp > 0).sum())
+            for row, col in (qp != qm).nonzero().tolist():
+                assert abs(qp[row, col] - qm[row, col]) == 1, "a weight moved by more than one unit"
+                assert abs(plain[row, col] - (torch.floor(plain[row, col]) + 0.5)) < BOUNDARY, "a flip away from .5"
+                counts["flips"] += 1
+    return counts
+
+
+def test_mixed_head_equals_fp32_on_real_passages(splade_tiny, shared_data):
+    from repro.encode.torch_encoder import SpladeEncoder
+
+    encoder = SpladeEncoder(str(splade_tiny), max_length=256, device="cpu")
+    corpus = shared_data / "msmarco-passage-dl20-pool" / "corpus.jsonl"
+    texts = [json.loads(line)["contents"] for line in corpus.read_text(encoding="utf-8").splitlines()[:150]]
+    texts += [".", "?!", "the", "a an the of"]  # short texts, some of which quantize to (almost) nothing
+    counts = _compare(encoder, texts)
+    assert counts["weights"] > 10_000 and counts["chunks"] > 0
+    assert counts["flips"] <= 2, counts
+
+
+@pytest.mark.slow
+def test_mixed_head_equals_fp32_on_thousands_of_real_texts(splade_tiny, shared_data):
+    """Cranfield, CACM and MS MARCO passages (about 4,000 texts), at the pipeline's document length."""
+    from repro.encode.torch_encoder import SpladeEncoder
+    from repro.formats.corpus import iter_docs
+
+    encoder = SpladeEncoder(str(splade_tiny), max_length=256, device="cpu")
+    texts = [d.text for d in iter_docs(shared_data / "cranfield" / "cran.all.1400")][:1000]
+    texts += [d.text for d in iter_docs(shared_data / "cacm" / "cacm.jsonl")][:1500]
+    texts += [d.text for d in iter_docs(shared_data / "msmarco-passage-dl20-pool" / "corpus.jsonl")][:1500]
+    counts = _compare(encoder, texts)
+    assert counts["weights"] > 400_000 and counts["chunks"] > 50
+    assert counts["flips"] <= 10, counts
