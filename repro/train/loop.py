@@ -152,7 +152,7 @@ def build_trainer(cfg: TrainConfig, work: Path):
 
 def run_training(cfg: TrainConfig) -> dict[str, Any]:
     """Train, then write the model folder; returns the summary printed by the command."""
-
+    cfg.validate()  # before the imports below load torch: a bad setting fails at once
     from repro.outputs import atomic_dir
     from repro.manifest import write_manifest
     from repro.train.callbacks import plot_curves, read_records
