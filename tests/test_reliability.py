@@ -476,7 +476,7 @@ def test_bad_input_fails_before_torch_is_imported(tmp_path, args):
     code, torch, transformers, seconds = res.stdout.split()
     assert code == "2" and res.stderr.startswith("error: "), res.stderr
     assert torch == "False" and transformers == "False", res.stderr
-    assert float(seconds) < 2.0, seconds
+    assert float(seconds) < 5.0, seconds  # typically 0.3-0.7 s (docs/reliability.md); generous for a loaded CI box
 
 
 # --- 11. train ------------------------------------------------------------------------------------------
@@ -570,3 +570,17 @@ def test_ctrl_c_gives_success_or_130_never_both(when, code):
     assert res.returncode == code, res.stderr
     printed, interrupted = "wrote run.trec" in res.stdout, "interrupted" in res.stderr
     assert (printed, interrupted) == ((True, False) if code == 0 else (False, True)), (res.stdout, res.stderr)
+
+
+def test_report_replaces_only_its_own_page(cli, tmp_path):
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "notes.md").write_text("# my notes\n")
+    before = checksums(tmp_path)
+    assert_user_error(cli("report", "--runs", tmp_path / "runs", "-o", tmp_path / "notes.md", "--no-figures"),
+                      "not written by repro report", path=tmp_path / "notes.md")
+    assert_user_error(cli("report", "--runs", tmp_path / "runs", "-o", tmp_path / "runs" / "page.md", "--no-figures"),
+                      "lies inside the input folder")
+    assert checksums(tmp_path) == before
+    res = cli("report", "--runs", tmp_path / "runs", "-o", tmp_path / "page.md", "--no-figures")
+    assert res.code == 0, res.err
+    assert cli("report", "--runs", tmp_path / "runs", "-o", tmp_path / "page.md", "--no-figures").code == 0
