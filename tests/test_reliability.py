@@ -584,3 +584,14 @@ def test_report_replaces_only_its_own_page(cli, tmp_path):
     res = cli("report", "--runs", tmp_path / "runs", "-o", tmp_path / "page.md", "--no-figures")
     assert res.code == 0, res.err
     assert cli("report", "--runs", tmp_path / "runs", "-o", tmp_path / "page.md", "--no-figures").code == 0
+
+
+def test_convert_qrels_onto_its_source_is_refused(cli, tmp_path):
+    (tmp_path / "cranqrel").write_text("1 184 2\n1 29 -1\n")
+    (tmp_path / "badq").write_text("x 184 2\n")
+    before = checksums(tmp_path)
+    assert_user_error(cli("convert-qrels", "cranfield", tmp_path / "cranqrel", "-o", tmp_path / "cranqrel"),
+                      "the output is the input")
+    assert_user_error(cli("convert-qrels", "cranfield", tmp_path / "badq", "-o", tmp_path / "q.out"),
+                      "query number 'x' is not a whole number", path=tmp_path / "badq", line=1)
+    assert checksums(tmp_path) == before

@@ -280,9 +280,16 @@ def _is_ours(out: Path, layout_only: bool = False) -> bool:
 
 
 def _remove_output(out: Path, keep_folder: bool) -> None:
-    """Remove what this run created: the whole folder, or only our layout in a folder the user made."""
+    """Remove what this run created: the whole folder, or only our layout in a folder the user made.
+
+    Only rank 0 deletes: the other ranks may still be writing their shards.
+    """
     import shutil
 
+    from repro.distributed import is_main_process
+
+    if not is_main_process():
+        return
     for item in ((out / SHARDS, out / STATE) if keep_folder else (out,)):
         shutil.rmtree(item, ignore_errors=True)
 
