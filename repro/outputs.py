@@ -3,8 +3,8 @@
 - Atomic: every artefact appears complete or not at all (temp file or folder beside it + rename).
 - Ownership (`prepare_output`): an output that is, contains or lies inside an input of the command
   is refused; an existing output is replaced only with ``--force`` and only when it is an earlier
-  `repro` output of the same kind (its manifest says so: `repro.manifest`); an empty folder may be
-  reused. Nothing `repro` did not write is ever deleted. With ``--force`` the new output is built
+  `repro` output of the same kind (its manifest says so: `repro.manifest`) or an empty folder
+  (`repro encode` has its own resume rule for its folder). Nothing `repro` did not write is ever deleted. With ``--force`` the new output is built
   beside the old one and swapped in only when complete, so a failed run keeps the old one.
 - Stale temps: a killed run leaves ``.tmp-<name>.*`` beside its output; the next run of the same
   output removes those (and only those: other outputs' temps in the same folder are not touched).
@@ -114,11 +114,11 @@ def prepare_output(path: str | Path, kind: str, *, inputs: Iterable[str | Path |
             raise ReproError("the output is an existing file; this command writes a folder: give a folder path", path)
         if not folder and path.is_dir():
             raise ReproError("the output is an existing folder; this command writes a file: give a file path", path)
+        if not force:
+            raise ReproError("output exists; pass --force to replace it (only an earlier repro output "
+                             "of this kind is replaced)", path)
         empty_folder = path.is_dir() and not any(path.iterdir())
         if not empty_folder:
-            if not force:
-                raise ReproError("output exists; pass --force to replace it (only an earlier repro output "
-                                 f"of this kind is replaced)", path)
             if not written_by_repro(path, kind):
                 what = "folder is not empty and is not" if path.is_dir() else "file is not"
                 raise ReproError(f"the output {what} a repro {kind} output (no manifest saying so); "
