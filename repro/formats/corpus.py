@@ -3,6 +3,10 @@
 Every reader yields `Doc` in file order (the order defines encode shards, so it must be stable)
 and raises `BadInputError` naming the file and line for a malformed record, unless the caller
 asked to skip bad lines (then they are counted and reported).
+
+Files are opened by `repro.formats.textio.open_input` (gzip recognised by content, a leading UTF-8
+BOM dropped, UTF-16 refused by name); ids follow `repro.formats.ids` (surrounding whitespace
+stripped, whitespace inside refused with file and line).
 """
 
 from __future__ import annotations

@@ -3,6 +3,10 @@
 Cranfield's qrels number queries 1..225 by their POSITION in cran.qry, while the file's own
 `.I` ids run 001..365 with gaps; `read_topics` numbers SMART queries by position for that reason
 (`--smart-ids original` keeps the `.I` ids instead).
+
+Files are opened by `repro.formats.textio.open_input` (gzip recognised by content, a leading UTF-8
+BOM dropped, UTF-16 refused by name); ids follow `repro.formats.ids` (surrounding whitespace
+stripped, whitespace inside refused with file and line).
 """
 
 from __future__ import annotations
