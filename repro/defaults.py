@@ -56,3 +56,17 @@ SEARCH = SearchConfig()
 def threads(requested: int | None) -> int:
     """Threads to use: the requested number, else every core of this machine."""
     return requested or max(1, os.cpu_count() or 1)
+
+
+MIN_LENGTH = 2  # [CLS] and [SEP]: below that no text token survives (and 1 turned truncation off)
+
+
+def check_max_length(value: int | None, option: str = "--max-length") -> None:
+    """A token limit must leave room for one token and stay within the position embeddings."""
+    if value is None:
+        return
+    from repro.errors import ReproError
+
+    if not MIN_LENGTH <= value <= MAX_POSITIONS:
+        raise ReproError(f"{option} {value}: must be between {MIN_LENGTH} and {MAX_POSITIONS} tokens "
+                         f"(BERT-like models have {MAX_POSITIONS} position embeddings; 2 = [CLS] [SEP] + nothing)")

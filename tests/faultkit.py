@@ -34,7 +34,9 @@ def repro_main(capsys, *args) -> Result:
     """Run `repro ARGS` through `repro.cli.main` in-process; return exit code, stdout, stderr."""
     from repro.cli import main
 
-    old = sys.argv
+    import signal
+
+    old, handler = sys.argv, signal.getsignal(signal.SIGINT)
     sys.argv = ["repro", *map(str, args)]
     try:
         main()
@@ -43,6 +45,7 @@ def repro_main(capsys, *args) -> Result:
         code = ex.code if isinstance(ex.code, int) else (0 if ex.code is None else 1)
     finally:
         sys.argv = old
+        signal.signal(signal.SIGINT, handler)  # `repro.errors.success` ignores Ctrl-C after the success line
     captured = capsys.readouterr()
     return Result(code, captured.out, captured.err)
 

@@ -7,10 +7,9 @@ from pathlib import Path
 import click
 
 from repro import defaults
-
+from repro.defaults import check_max_length
 from repro.encode.queries import RUNTIMES
-
-from repro.errors import ReproError
+from repro.errors import ReproError, success
 
 
 @click.command("encode")
@@ -47,14 +46,15 @@ def command(source, model, output, queries, fmt, factor, max_length, batch_size,
         raise ReproError("--shard-size and --batch-size must be at least 1")
     if runtime != "torch" and not queries:
         raise ReproError("--runtime onnx/onnx-int8 is for query encoding (--queries); documents use torch")
+    check_max_length(max_length)
     if queries:
         from repro.encode.queries import encode_topics
 
         info = encode_topics(source, output, model=model, fmt=fmt, factor=factor, max_length=max_length or defaults.QUERY_MAX_LENGTH,
                              batch_size=batch_size, device=device, dtype=dtype, threads=threads, runtime=runtime,
                              force=force)
-        click.echo(f"encoded {info['queries']} queries -> {output} (avg {info['avg_terms']:.1f} terms, "
-                   f"{info['empty_queries']} empty)")
+        success(f"encoded {info['queries']} queries -> {output} (avg {info['avg_terms']:.1f} terms, "
+                f"{info['empty_queries']} empty, {info['truncated_queries']} truncated at {max_length or defaults.QUERY_MAX_LENGTH} tokens)")
         return
     from repro.encode.documents import encode_corpus
 
@@ -64,7 +64,7 @@ def command(source, model, output, queries, fmt, factor, max_length, batch_size,
     if not info.get("documents"):
         click.echo(f"this rank is done; other ranks still writing {len(info['missing_shards'])} shard(s)")
         return
-    click.echo(
+    success(
         f"encoded {info['documents']} documents -> {output} ({len(info['shards'])} shards, "
         f"{info['nonzeros'] / info['documents']:.1f} terms/doc; empty {info['empty_documents']}, "
         f"truncated at {info['model_max_length']} tokens {info['truncated_documents']}, "

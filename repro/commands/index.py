@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from repro import engines
-from repro.errors import ReproError
+from repro.errors import ReproError, success
 
 
 @click.command("index")
@@ -19,10 +19,12 @@ from repro.errors import ReproError
 @click.option("--setting", "--seismic", "settings", multiple=True, metavar="KEY=VALUE",
               help="Engine build setting (repeatable), e.g. Seismic's n_postings, summary_energy, centroid_fraction, "
                    "doc_cut, min_cluster_size, max_fraction.")
+@click.option("--format", "fmt", default="auto", show_default=True,
+              help="--bm25 corpus format: auto|tsv|jsonl|smart|irds (a repro collection is recognised).")
 @click.option("--threads", type=int, default=None, help="Indexing threads (default: all cores).")
 @click.option("--java-memory", default=None, help="JVM heap, e.g. 8g (default: the JVM's).")
 @click.option("--force", is_flag=True, help="Replace an existing index.")
-def command(source, output, bm25, backend, settings, threads, java_memory, force):
+def command(source, output, bm25, backend, settings, threads, java_memory, force, fmt):
     """Index SOURCE and verify the result against it.
 
     \b
@@ -39,13 +41,15 @@ def command(source, output, bm25, backend, settings, threads, java_memory, force
         raise ReproError(f"--bm25 builds a Lucene index; --backend {backend} is for SPLADE collections")
     if bm25 and settings:
         raise ReproError("--setting is for SPLADE collections, not --bm25")
+    if fmt != "auto" and not bm25:
+        raise ReproError("--format is for --bm25 corpora; a SPLADE index reads a `repro encode` collection")
     if bm25:
-        info = build_bm25_index(source, output, threads=threads, force=force, memory=java_memory)
-        click.echo(f"BM25 index {output}: {info['documents']} documents in {info['seconds']:.1f}s (verified by CheckIndex)")
+        info = build_bm25_index(source, output, threads=threads, force=force, memory=java_memory, fmt=fmt)
+        success(f"BM25 index {output}: {info['documents']} documents in {info['seconds']:.1f}s (verified by CheckIndex)")
         return
     info = build_index(Path(source), output, engine=backend, threads=threads, force=force,
                        settings=parse_settings(settings), memory=java_memory)
-    click.echo(f"{engines.get(backend).display} index {output}: {info['documents']} documents, {info['weight_total']} weight units, "
+    success(f"{engines.get(backend).display} index {output}: {info['documents']} documents, {info['weight_total']} weight units, "
                f"{info['seconds']:.1f}s (verified: count and weight total match the collection)")
 
 

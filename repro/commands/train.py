@@ -6,7 +6,7 @@ import json
 
 import click
 
-from repro.errors import ReproError
+from repro.errors import ReproError, success
 
 
 def _load_config(ctx: click.Context, _param, value):
@@ -24,7 +24,7 @@ def _load_config(ctx: click.Context, _param, value):
 @click.option("--base-model", help="Local *ForMaskedLM folder, SparseEncoder folder, or cached hub ID.")
 @click.option("--output", "-o", help="Folder for the trained SparseEncoder (OUTPUT.work/ holds checkpoints).")
 @click.option("--data", help="Triplets TSV, JSONL with scores, id triplets TSV, or an ir_datasets ID.")
-@click.option("--data-format", type=click.Choice(["auto", "triplets", "jsonl", "irds", "ids"]), default="auto", show_default=True)
+@click.option("--data-format", type=click.Choice(["auto", "triplets", "jsonl", "irds", "ids", "smart-pairs"]), default="auto", show_default=True)
 @click.option("--queries", help="id<TAB>text queries file (for --data-format ids).")
 @click.option("--corpus", help="id<TAB>text corpus file (for --data-format ids).")
 @click.option("--loss", type=click.Choice(["mnrl", "margin-mse", "kl"]), default="mnrl", show_default=True)
@@ -77,4 +77,4 @@ def command(**options) -> None:
     except TypeError as err:  # pragma: no cover - options and fields are kept in step by a test
         raise ReproError(f"bad settings: {err}") from err
     summary = run_training(cfg)
-    click.echo(json.dumps(summary, indent=2))
+    success(json.dumps(summary, indent=2))

@@ -26,7 +26,8 @@ from repro.formats.collection import EMPTY_TOKEN, SHARDS, STATE, record_line, sh
 from repro.formats.corpus import Doc, iter_docs
 from repro.formats.textio import ReadCounts
 from repro.manifest import config_digest, manifest_path, read_manifest, sha256_file, write_manifest
-from repro.outputs import TMP_PREFIX, atomic_write, remove_stale_temps, write_text
+from repro.outputs import (TMP_PREFIX, atomic_write, refuse_overlap, remove_stale_temps, swap_in, write_text,
+                           written_by_repro)
 
 log = logging.getLogger(__name__)
 
@@ -140,9 +141,10 @@ def encode_corpus(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Encode a corpus into ``out`` (resuming a killed run with the same config); return the manifest."""
-    from repro.encode.torch_encoder import SpladeEncoder
-
     out = Path(out)
+    refuse_overlap(out, [source, model])
+    if out.exists() and not out.is_dir():
+        raise ReproError("the output is an existing file; encode writes a collection folder: give a folder path", out)
     config = {
         "source": str(source),
         "format": fmt,
@@ -160,18 +162,23 @@ def encode_corpus(
             log.info("collection already complete with these settings and this corpus; nothing to do")
             return existing
         log.warning("the corpus changed since the collection was written; re-encoding the shards that changed")
+    # Before the model (and torch) loads: a missing or malformed corpus fails in well under a second.
+    _check_corpus_start(source, fmt, skip_bad_lines)
+    target = _rebuild_target(out) if force and out.is_dir() and any(out.iterdir()) else out
+    from repro.encode.torch_encoder import SpladeEncoder
+
     # Load the model first: a missing model must not leave an empty output folder behind.
     encoder = SpladeEncoder(model, max_length=max_length, device=device, dtype=dtype, threads=threads)
     # Without a config.json nothing finished is here yet: on a bad corpus this run leaves nothing behind.
-    fresh, existed = force or not (out / STATE / "config.json").exists(), out.exists() and not force
-    _prepare_output(out, config, force)
+    fresh, existed = target != out or not (out / STATE / "config.json").exists(), target.exists()
+    _prepare_output(target, config)
     rank, world = rank_and_world()
-    done = finished_shards(out)
+    done = finished_shards(target)
     if done:
         log.info("resuming: %d finished shard(s) kept", len(done))
     read_counts = ReadCounts()
     bar = _progress(progress, len(done) * shard_size)
-    writer = _ShardWriter(out)
+    writer = _ShardWriter(target)
     total_docs = 0
     try:
         for index, docs in enumerate(_chunks(iter_docs(source, fmt, skip_bad_lines, read_counts), shard_size)):
@@ -194,13 +201,45 @@ def encode_corpus(
         # created; a failed write (disk full) keeps the finished shards, so the run can resume.
         if fresh and err is not writer.error:
             writer.close(raise_error=False)
-            _remove_output(out, keep_folder=existed)
+            _remove_output(target, keep_folder=existed and target == out)
+        raise
+    except BaseException:
+        if target != out:  # an interrupted --force rebuild: the old collection stays, the temp goes
+            writer.close(raise_error=False)
+            _remove_output(target, keep_folder=False)
         raise
     finally:
         # With an error already on its way, a writer error must not replace it (it is the cause's echo).
         writer.close(raise_error=sys.exc_info()[0] is None)
         bar.close()
-    return _finish(out, config, total_docs, shard_size, read_counts, encoder.max_length)
+    info = _finish(target, config, total_docs, shard_size, read_counts, encoder.max_length)
+    if target != out:
+        swap_in(target, out)
+        info["artefact"] = out.name
+        write_text(manifest_path(out), json.dumps(info, indent=2, sort_keys=True, default=str) + "\n")
+    return info
+
+
+def _check_corpus_start(source: str, fmt: str, skip_bad_lines: bool) -> None:
+    """Read up to the first document: a missing file, a wrong format or a bad first line stops here."""
+    for _ in iter_docs(source, fmt, skip_bad_lines, ReadCounts()):
+        break
+
+
+def _rebuild_target(out: Path) -> Path:
+    """Where ``--force`` builds the new collection: beside ``out``, swapped in only when complete.
+
+    Only an earlier repro collection (complete or partial) may be replaced; under several ranks the
+    swap (which deletes the old one) has no single owner, so --force is refused there.
+    """
+    if not (written_by_repro(out, "encode") or _is_ours(out, layout_only=True)):
+        raise ReproError("the output folder is not empty and is not a repro collection; --force replaces only "
+                         "those: move its files away or choose another output", out)
+    if rank_and_world()[1] > 1:
+        raise ReproError("--force under several ranks: remove the old collection first (on one process), then "
+                         "encode without --force", out)
+    remove_stale_temps(out.parent, out.name)  # e.g. the rebuild folder of a killed --force run
+    return out.parent / f"{TMP_PREFIX}{out.name}.rebuild"
 
 
 def _same_input(out: Path, source: str, fmt: str, skip_bad_lines: bool, shard_size: int) -> bool:
@@ -224,15 +263,12 @@ def _progress(enabled: bool, initial: int):
     return tqdm(desc="encode", unit="doc", initial=initial, disable=not enabled, smoothing=0.05, dynamic_ncols=True)
 
 
-def _prepare_output(out: Path, config: dict[str, Any], force: bool) -> None:
-    """Create the layout, or check that an existing partial run used the same config."""
-    import shutil
-
+def _prepare_output(out: Path, config: dict[str, Any]) -> None:
+    """Create the layout, or check that an existing partial run used the same config (nothing is deleted)."""
     cfg_file = out / STATE / "config.json"
-    if out.exists() and force:
-        shutil.rmtree(out)
     if out.exists() and not cfg_file.exists() and not _is_ours(out, layout_only=True) and any(out.iterdir()):
-        raise ReproError("output folder exists and is not a repro collection; pass --force or choose another", out)
+        raise ReproError("output folder exists, is not empty and is not a repro collection; choose another "
+                         "output or move its files away", out)
     if cfg_file.exists():
         previous = json.loads(cfg_file.read_text(encoding="utf-8"))
         if previous.get("digest") != config_digest(config):
@@ -244,6 +280,7 @@ def _prepare_output(out: Path, config: dict[str, Any], force: bool) -> None:
         (out / STATE).mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ReproError(f"cannot create output folder: {err.strerror}", out) from err
+    remove_stale_temps(out.parent, out.name)  # a killed run's temps of this output only
     remove_stale_temps(out)  # e.g. a manifest being written when the run was killed
     remove_stale_temps(out / SHARDS)
     remove_stale_temps(out / STATE)
@@ -262,9 +299,16 @@ def _is_ours(out: Path, layout_only: bool = False) -> bool:
 
 
 def _remove_output(out: Path, keep_folder: bool) -> None:
-    """Remove what this run created: the whole folder, or only our layout in a folder the user made."""
+    """Remove what this run created: the whole folder, or only our layout in a folder the user made.
+
+    Only rank 0 deletes: the other ranks may still be writing their shards.
+    """
     import shutil
 
+    from repro.distributed import is_main_process
+
+    if not is_main_process():
+        return
     for item in ((out / SHARDS, out / STATE) if keep_folder else (out,)):
         shutil.rmtree(item, ignore_errors=True)
 

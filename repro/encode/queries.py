@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from repro.outputs import atomic_write, check_writable
+from repro.outputs import atomic_write, prepare_output
 from repro.errors import ReproError
 from repro.manifest import write_manifest
 from repro.formats.topics import read_topics
@@ -44,7 +44,7 @@ def encode_topics(
     from repro.formats.anserini_queries import query_line
 
     output = Path(output)
-    check_writable(output, force)
+    prepare_output(output, "encode-queries", inputs=[source, model], force=force)
     topics = read_topics(source, fmt)
     encoder = query_encoder(model, runtime=runtime, max_length=max_length, device=device, dtype=dtype, threads=threads)
     vectors = encoder.encode(list(topics.values()), factor=factor, batch_size=batch_size)

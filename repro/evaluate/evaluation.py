@@ -141,21 +141,73 @@ class Evaluation:
         return type(ir_measures.parse_measure(measure).aggregator()).__name__ == "MeanAgg"
 
 
+# trec_eval's measure names (`trec_eval -m`), accepted as aliases of ir_measures' names: the one table.
+TREC_EVAL_ALIASES: tuple[tuple[str, str], ...] = (
+    (r"map", "AP"),
+    (r"map_cut_(\d+)", r"AP@\1"),
+    (r"ndcg", "nDCG"),
+    (r"ndcg_cut_(\d+)", r"nDCG@\1"),
+    (r"P_(\d+)", r"P@\1"),
+    (r"recall_(\d+)", r"R@\1"),
+    (r"recip_rank", "RR"),
+    (r"success_(\d+)", r"Success@\1"),
+    (r"Rprec", "Rprec"),
+    (r"bpref", "Bpref"),
+    (r"infAP", "infAP"),
+    (r"num_ret", "NumRet"),
+    (r"num_rel", "NumRel"),
+    (r"num_rel_ret", "NumRelRet"),
+    (r"num_q", "NumQ"),
+)
+# Providers that ir_measures lists but that cannot run here, by name, with the reason.
+UNRUNNABLE_PROVIDERS = {"gdeval": "it runs NTCIR's gdeval.pl perl script, which does not run here"}
+
+
+def trec_eval_alias(token: str) -> str:
+    """ir_measures' name for a trec_eval measure name (``map`` -> ``AP``, ``ndcg_cut_10`` -> ``nDCG@10``)."""
+    import re
+
+    for pattern, replacement in TREC_EVAL_ALIASES:
+        if re.fullmatch(pattern, token):
+            return re.sub(f"^{pattern}$", replacement, token)
+    return token
+
+
+def _check_params(measure, token: str) -> None:
+    """Parameters that ir_measures accepts but its providers crash on (a C assertion, a TypeError)."""
+    params = measure.params
+    cutoff = params.get("cutoff")
+    if cutoff is not None and cutoff is not _not_provided():
+        if isinstance(cutoff, bool) or not isinstance(cutoff, int) or cutoff < 1:
+            raise ReproError(f"bad measure {token!r}: the cutoff @{cutoff} must be a whole number >= 1 (e.g. nDCG@10)")
+    rel = params.get("rel")
+    if rel is not None and rel is not _not_provided():
+        if isinstance(rel, bool) or not isinstance(rel, int) or rel < 1:
+            raise ReproError(f"bad measure {token!r}: rel={rel!r} must be a whole number >= 1, the lowest grade that "
+                             f"counts as relevant (e.g. AP(rel=2) for TREC DL)")
+
+
 def parse_measures(texts: Iterable[str]) -> list:
-    """ir_measures Measure objects from strings; each string may hold several, space-separated."""
+    """ir_measures Measure objects from strings; each string may hold several, space-separated.
+
+    trec_eval names are accepted as aliases (`TREC_EVAL_ALIASES`); cutoffs and ``rel`` are checked
+    before any provider runs (a cutoff of 0 aborts pytrec_eval's C code).
+    """
     import ir_measures
 
     found, seen = [], set()
     for text in texts:
         for token in _split_measures(text):
             try:
-                measure = ir_measures.parse_measure(token)
+                measure = ir_measures.parse_measure(trec_eval_alias(token))
                 measure.validate_params()
             except (ValueError, NameError, AssertionError, TypeError, SyntaxError) as err:
                 detail = str(err).split(";")[0].strip() or type(err).__name__
                 raise ReproError(
-                    f"bad measure {token!r} ({detail}); use ir_measures syntax, e.g. RR@10 nDCG@10 R@1000 AP(rel=2) P@5"
+                    f"bad measure {token!r} ({detail}); use ir_measures syntax, e.g. RR@10 nDCG@10 R@1000 AP(rel=2) P@5, "
+                    f"or a trec_eval name (map, ndcg_cut_10, P_10, recip_rank, recall_1000)"
                 ) from None
+            _check_params(measure, token)
             if str(measure) not in seen:
                 seen.add(str(measure))
                 found.append(measure)
@@ -198,6 +250,8 @@ def _plan(measures: list, provider: str) -> tuple[list[_Group], dict[str, str]]:
     registry = ir_measures.providers.registry
     if provider == "auto":
         candidates = list(ir_measures.DefaultPipeline.providers)
+    elif provider in UNRUNNABLE_PROVIDERS:
+        raise ReproError(f"provider {provider!r} cannot be used: {UNRUNNABLE_PROVIDERS[provider]}")
     elif provider in registry:
         chosen = registry[provider]
         if not chosen.is_available():
@@ -221,6 +275,9 @@ def _plan(measures: list, provider: str) -> tuple[list[_Group], dict[str, str]]:
             if provider == "auto":
                 raise ReproError(f"no installed ir_measures provider computes {key}")
             raise ReproError(f"provider {provider!r} does not compute {key}; use --provider auto")
+        if p.NAME in UNRUNNABLE_PROVIDERS:
+            raise ReproError(f"{key} is computed only by ir_measures' {p.NAME} provider, and {UNRUNNABLE_PROVIDERS[p.NAME]}; "
+                             f"choose another measure (e.g. nDCG@10)")
         group = groups.setdefault((p.NAME, exact_k), _Group(p, exact_k=exact_k))
         group.measures.append(computed)
         group.keys[computed] = key

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from repro.errors import BadInputError
+from repro.formats.ids import clean_id
 from repro.formats.textio import iter_lines
 
 
@@ -33,6 +34,7 @@ def read_encoded_queries(path: str | Path) -> dict[str, dict[str, int]]:
         qid, sep, body = line.partition("\t")
         if not sep or not qid.strip():
             raise BadInputError("expected 'qid<TAB>token token ...'", path, lineno)
+        qid = clean_id(qid, "query id", path, lineno)
         if qid in queries:
             raise BadInputError(f"duplicate query id {qid!r}", path, lineno)
         vec: dict[str, int] = {}

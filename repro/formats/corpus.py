@@ -3,6 +3,10 @@
 Every reader yields `Doc` in file order (the order defines encode shards, so it must be stable)
 and raises `BadInputError` naming the file and line for a malformed record, unless the caller
 asked to skip bad lines (then they are counted and reported).
+
+Files are opened by `repro.formats.textio.open_input` (gzip recognised by content, a leading UTF-8
+BOM dropped, UTF-16 refused by name); ids follow `repro.formats.ids` (surrounding whitespace
+stripped, whitespace inside refused with file and line).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from pathlib import Path
 
 from repro.formats import irds
 from repro.errors import BadInputError, ReproError, short
+from repro.formats.ids import clean_id, id_problem
 from repro.formats.textio import ReadCounts, iter_lines
 
 FORMATS = ("auto", "tsv", "jsonl", "smart", "irds")
@@ -30,6 +35,9 @@ def detect_format(source: str | Path) -> str:
     path = irds.local_source(source, "corpus")
     if path is None:
         return "irds"
+    if path.is_dir():
+        raise ReproError("is a folder; give a corpus file (.tsv, .jsonl, .smart or cran.all*, optionally gzipped) "
+                         "or an ir_datasets ID", path)
     name = path.name.lower().removesuffix(".gz")
     if name.endswith((".tsv", ".txt")):
         return "tsv"
@@ -37,7 +45,8 @@ def detect_format(source: str | Path) -> str:
         return "jsonl"
     if name.startswith("cran.all") or name.endswith(".smart"):
         return "smart"
-    raise ReproError("cannot tell the corpus format from the name; pass --format tsv|jsonl|smart", path)
+    raise ReproError("cannot tell the corpus format from the file name (expected .tsv, .txt, .jsonl, .json, "
+                     ".smart or cran.all*, optionally .gz); rename it or pass --format tsv|jsonl|smart", path)
 
 
 def iter_docs(
@@ -74,8 +83,8 @@ def _iter_tsv(source, skip, stats) -> Iterator[tuple[tuple, Doc]]:
             continue
         # Extra tabs belong to the text (e.g. id<TAB>title<TAB>body): joined with a space.
         doc_id, text = parts[0].strip(), " ".join(parts[1:])
-        if not doc_id:
-            _bad(skip, stats, path, lineno, "empty document id")
+        if problem := id_problem(doc_id, "document id"):
+            _bad(skip, stats, path, lineno, problem)
             continue
         yield (path, lineno), Doc(doc_id, text)
 
@@ -108,7 +117,13 @@ def _iter_jsonl(source, skip, stats) -> Iterator[tuple[tuple, Doc]]:
         if not isinstance(text, str):
             _bad(skip, stats, path, lineno, "document text is not a string")
             continue
-        yield (path, lineno), Doc(str(doc_id), text)
+        if not isinstance(doc_id, (str, int)) or isinstance(doc_id, bool):
+            _bad(skip, stats, path, lineno, f"document id is a JSON {type(doc_id).__name__}, expected a string or number")
+            continue
+        if problem := id_problem(str(doc_id).strip(), "document id"):
+            _bad(skip, stats, path, lineno, problem)
+            continue
+        yield (path, lineno), Doc(str(doc_id).strip(), text)
 
 
 def _iter_smart(source, skip, stats) -> Iterator[tuple[tuple, Doc]]:
@@ -130,9 +145,9 @@ def iter_smart_records(path: Path, stats: ReadCounts | None = None) -> Iterator[
         if line.startswith(".I"):
             if current is not None:
                 yield current[0], current[1], {k: "\n".join(v).strip() for k, v in fields.items()}
-            doc_id = line[2:].strip()
-            if not doc_id:
+            if not line[2:].strip():
                 raise BadInputError("'.I' line without an id", path, lineno)
+            doc_id = clean_id(line[2:], "'.I' id", path, lineno)
             current, fields, field_name = (lineno, doc_id), {}, None
         elif len(line) >= 2 and line[0] == "." and line[1].isalpha() and line[2:].strip() == "":
             if current is None:
@@ -155,4 +170,4 @@ def _iter_irds(source, skip, stats) -> Iterator[tuple[tuple, Doc]]:
         title = getattr(doc, "title", None)
         if title:
             text = f"{title} {text}"
-        yield (str(source), None), Doc(str(doc.doc_id), text)
+        yield (str(source), None), Doc(clean_id(doc.doc_id, "document id", str(source), None), text)

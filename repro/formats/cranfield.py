@@ -28,7 +28,10 @@ def cranfield_grade(grade: int) -> int:
 
 def convert_cranfield_qrels(source: str | Path, output: str | Path) -> int:
     """Write Cranfield's qrels as TREC qrels; return the number of judgements."""
+    from repro.outputs import refuse_overlap
+
     source, output = Path(source), Path(output)
+    refuse_overlap(output, [source])
     count = 0
     with atomic_write(output) as handle:
         for lineno, line in iter_lines(source):
@@ -41,6 +44,8 @@ def convert_cranfield_qrels(source: str | Path, output: str | Path) -> int:
                 rel = cranfield_grade(int(parts[2]))
             except ValueError:
                 raise BadInputError(f"grade {parts[2]!r} is not one of -1, 1..5", source, lineno) from None
+            if not parts[0].isdigit():
+                raise BadInputError(f"query number {parts[0]!r} is not a whole number", source, lineno)
             handle.write(f"{int(parts[0])} 0 {parts[1]} {rel}\n")
             count += 1
     if count == 0:

@@ -3,6 +3,10 @@
 Relevance is an integer; graded (0..4) and negative grades (Cranfield's -1 = not relevant) are
 kept as given: measures decide what counts as relevant (``rel=`` in ir_measures, ``-l`` in
 trec_eval).
+
+Files are opened by `repro.formats.textio.open_input`: gzip is recognised by content (any suffix),
+a leading UTF-8 BOM is dropped, UTF-16 is refused by name; invalid UTF-8 is an error naming the
+line. Ids follow `repro.formats.ids` (split on whitespace, so only the empty-id rule can apply).
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from repro.errors import BadInputError, ReproError, short
+from repro.formats.ids import clean_id
+from repro.formats.textio import decode_strict, iter_raw_lines
 
 QRELS_COLUMNS = "qid iter docid rel"
 
@@ -45,35 +51,34 @@ def read_qrels(source: str | Path) -> Qrels:
 def _read_file(path: Path) -> Qrels:
     by_query: dict[str, dict[str, int]] = {}
     first_line: dict[tuple[str, str], int] = {}
-    with open(path, "rb") as handle:
-        for lineno, raw in enumerate(handle, 1):
-            try:
-                fields = raw.decode("utf-8").split()
-            except UnicodeDecodeError as err:
-                raise BadInputError(f"not valid UTF-8 (byte 0x{raw[err.start]:02x} at column {err.start + 1})", path, lineno) from None
-            if not fields:
-                continue
-            if len(fields) != 4:
-                raise BadInputError(
-                    f"expected 4 whitespace-separated columns ({QRELS_COLUMNS}), found {len(fields)}: "
-                    f"{short(' '.join(fields))!r}",
-                    path,
-                    lineno,
-                )
-            qid, _, docid, rel_text = fields
-            try:
-                rel = int(rel_text)
-            except ValueError:
-                raise BadInputError(f"relevance (column 4) is not an integer: {short(rel_text, 40)!r}", path, lineno) from None
-            docs = by_query.setdefault(qid, {})
-            if docid in docs:
-                raise BadInputError(
-                    f"duplicate judgement of document {docid!r} for query {qid!r} (lines {first_line[qid, docid]} and {lineno})",
-                    path,
-                    lineno,
-                )
-            docs[docid] = rel
-            first_line[qid, docid] = lineno
+    for lineno, raw in iter_raw_lines(path):
+        decode_strict(raw, path, lineno)
+        # split the bytes: ASCII whitespace only, like trec_eval and the run reader
+        fields = [part.decode("utf-8") for part in raw.split()]
+        if not fields:
+            continue
+        if len(fields) != 4:
+            raise BadInputError(
+                f"expected 4 whitespace-separated columns ({QRELS_COLUMNS}), found {len(fields)}: "
+                f"{short(' '.join(fields))!r}",
+                path,
+                lineno,
+            )
+        qid, docid = clean_id(fields[0], "query id", path, lineno), clean_id(fields[2], "document id", path, lineno)
+        rel_text = fields[3]
+        try:
+            rel = int(rel_text)
+        except ValueError:
+            raise BadInputError(f"relevance (column 4) is not an integer: {short(rel_text, 40)!r}", path, lineno) from None
+        docs = by_query.setdefault(qid, {})
+        if docid in docs:
+            raise BadInputError(
+                f"duplicate judgement of document {docid!r} for query {qid!r} (lines {first_line[qid, docid]} and {lineno})",
+                path,
+                lineno,
+            )
+        docs[docid] = rel
+        first_line[qid, docid] = lineno
     if not by_query:
         raise BadInputError("empty qrels file (no judgements)", path)
     return Qrels(str(path), by_query)
@@ -84,14 +89,15 @@ def _load_irds(dataset_id: str) -> Qrels:
 
     by_query: dict[str, dict[str, int]] = {}
     for qrel in irds.iterate(dataset_id, "qrels"):
-        docs = by_query.setdefault(str(qrel.query_id), {})
-        old = docs.get(str(qrel.doc_id))
+        qid, docid = clean_id(qrel.query_id, "query id", dataset_id, None), clean_id(qrel.doc_id, "document id", dataset_id, None)
+        docs = by_query.setdefault(qid, {})
+        old = docs.get(docid)
         if old is not None and old != int(qrel.relevance):
             raise ReproError(
                 f"ir_datasets {dataset_id!r} judges document {qrel.doc_id!r} for query {qrel.query_id!r} twice, "
                 f"with different grades ({old} and {qrel.relevance})"
             )
-        docs[str(qrel.doc_id)] = int(qrel.relevance)
+        docs[docid] = int(qrel.relevance)
     if not by_query:
         raise ReproError(f"ir_datasets {dataset_id!r} returned no qrels")
     return Qrels(dataset_id, by_query)

@@ -8,6 +8,11 @@ Speed matters (an MS MARCO dev run has 7M lines), so a file separated by single 
 Anserini, pyserini and `write_run` produce) is parsed by pyarrow's CSV reader into columnar
 arrays; any other layout (tabs, aligned columns) or any problem sends the file through a plain
 line-by-line reader, which is slower but is the one that names the offending line.
+
+Both paths open the file through `repro.formats.textio.open_input`: gzip is recognised by content
+(any suffix), a leading UTF-8 BOM is dropped (from the first line only: it is not whitespace),
+UTF-16 is refused by name. Ids follow `repro.formats.ids`: whitespace cannot be inside a field
+(columns are whitespace-split), and a Unicode space (e.g. U+00A0) inside an id is refused with its line.
 """
 
 from __future__ import annotations
@@ -20,8 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from repro.outputs import atomic_write, check_writable
 from repro.errors import BadInputError, ReproError, short
+from repro.formats.ids import clean_id
+from repro.formats.textio import decode_strict, iter_raw_lines, open_input
+from repro.outputs import atomic_write, check_writable
 
 RUN_COLUMNS = "qid Q0 docid rank score tag"
 _BLOCK = 16 << 20  # bytes per pre-scan block
@@ -144,10 +151,12 @@ def _plain_bytes(path: Path) -> bool:
     Only one-byte searches here: they run at memory speed.
     """
     decoder = codecs.getincrementaldecoder("utf-8")()
-    with open(path, "rb") as handle:
+    with open_input(path) as handle:
         while block := handle.read(_BLOCK):
-            if b"\t" in block or b"\x0b" in block or b"\x0c" in block:
+            if b"\t" in block or b"\x0b" in block or b"\x0c" in block or b"\r" in block:
                 return False
+            if b"\x1c" in block or b"\x1d" in block or b"\x1e" in block or b"\x1f" in block:
+                return False  # str.isspace() characters that bytes.split() keeps inside a field
             if not block.isascii():
                 try:
                     decoder.decode(block)
@@ -164,6 +173,8 @@ def _read_fast(path: Path) -> Run | None:
     """Columnar parse with pyarrow; None means 'let the line reader decide' (odd layout or error)."""
     if not _plain_bytes(path):
         return None
+    import contextlib
+
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.csv as pcsv
@@ -179,18 +190,30 @@ def _read_fast(path: Path) -> Run | None:
         null_values=[],
     )
     qids, docids, scores = [], [], []
+    unicode_space = r"[\pZ\x{85}]"  # what str.isspace() adds to ASCII whitespace (bar \x1c-\x1f, checked above)
     try:
-        with pa.OSFile(str(path)) as source:  # not memory-mapped: mapped pages would count as RSS
+        with contextlib.ExitStack() as stack:
+            handle = stack.enter_context(open_input(path))
+            if handle.sniffed.gzip or handle.sniffed.bom:
+                source = handle  # decompressed / after the BOM
+            else:
+                handle.close()  # not memory-mapped: mapped pages would count as RSS
+                source = stack.enter_context(pa.OSFile(str(path)))
             for batch in pcsv.open_csv(source, read_options=read, parse_options=parse, convert_options=convert):
                 for name in ("qid", "q0", "rank", "tag"):
                     if pc.min(pc.binary_length(batch.column(name).dictionary)).as_py() == 0:
                         return None  # an empty field: a doubled, leading or trailing space
                 if pc.min(pc.binary_length(batch.column("docid"))).as_py() == 0:
                     return None
+                if not pc.all(pc.string_is_ascii(batch.column("docid"))).as_py() and pc.any(
+                        pc.match_substring_regex(batch.column("docid"), unicode_space)).as_py():
+                    return None  # the line reader names the id
+                if any(not q.isascii() and clean_id_fails(q) for q in batch.column("qid").dictionary.to_pylist()):
+                    return None
                 qids.append(batch.column("qid"))
                 docids.append(batch.column("docid"))
                 scores.append(batch.column("score").to_numpy())
-    except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError):
+    except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError, OSError, EOFError):
         return None
     if not scores:
         return None
@@ -222,6 +245,7 @@ def _read_slow(path: Path) -> Run:
                 lineno,
             )
         qid, _, docid, _, score_text, _ = fields
+        qid, docid = clean_id(qid, "query id", path, lineno), clean_id(docid, "document id", path, lineno)
         try:
             score = float(score_text)
         except ValueError:
@@ -238,18 +262,17 @@ def _read_slow(path: Path) -> Run:
 
 def _iter_lines(path: Path) -> Iterator[tuple[int, list[str]]]:
     """(line number, whitespace-split fields) of each non-blank line; bad UTF-8 names its line."""
-    with open(path, "rb") as handle:
-        for lineno, raw in enumerate(handle, 1):
-            try:
-                raw.decode("utf-8")
-            except UnicodeDecodeError as err:
-                raise BadInputError(
-                    f"not valid UTF-8 (byte 0x{raw[err.start]:02x} at column {err.start + 1})", path, lineno
-                ) from None
-            # split the bytes: ASCII whitespace only, like trec_eval (a no-break space is not a separator)
-            fields = [field.decode("utf-8") for field in raw.split()]
-            if fields:
-                yield lineno, fields
+    for lineno, raw in iter_raw_lines(path):
+        decode_strict(raw, path, lineno)
+        # split the bytes: ASCII whitespace only, like trec_eval (a no-break space is not a separator)
+        fields = [field.decode("utf-8") for field in raw.split()]
+        if fields:
+            yield lineno, fields
+
+
+def clean_id_fails(value: str) -> bool:
+    """Whether `repro.formats.ids` would refuse this (already whitespace-split) id."""
+    return any(ch.isspace() for ch in value)
 
 
 def _grouped(path: str, codes: np.ndarray, dictionary: list[str], docids, scores: np.ndarray) -> Run:

@@ -3,6 +3,10 @@
 Cranfield's qrels number queries 1..225 by their POSITION in cran.qry, while the file's own
 `.I` ids run 001..365 with gaps; `read_topics` numbers SMART queries by position for that reason
 (`--smart-ids original` keeps the `.I` ids instead).
+
+Files are opened by `repro.formats.textio.open_input` (gzip recognised by content, a leading UTF-8
+BOM dropped, UTF-16 refused by name); ids follow `repro.formats.ids` (surrounding whitespace
+stripped, whitespace inside refused with file and line).
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ from pathlib import Path
 from repro.formats import irds
 from repro.formats.corpus import iter_smart_records
 from repro.errors import BadInputError, ReproError, short
-from repro.formats.textio import ReadCounts, iter_lines
+from repro.formats.ids import clean_id
+from repro.formats.textio import ReadCounts, iter_lines, open_input
 
 TOPIC_FORMATS = ("auto", "tsv", "trec", "smart", "irds")
 
@@ -25,26 +30,20 @@ def detect_topic_format(source: str | Path) -> str:
     name = path.name.lower().removesuffix(".gz")
     if name.endswith(".qry"):
         return "smart"
-    with iter_lines_head(path) as head:
-        if head.lstrip().startswith(("<top", "<DOC", "<doc")):
-            return "trec"
+    if path.is_dir():
+        raise ReproError("is a folder; give a topics file (TSV, TREC, .qry) or an ir_datasets ID", path)
+    if _head(path).lstrip().startswith(("<top", "<DOC", "<doc")):
+        return "trec"
     return "tsv"
 
 
-class iter_lines_head:
-    """Peek at the first kilobyte of a (possibly gzipped) file to sniff its format."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def __enter__(self) -> str:
-        from repro.formats.textio import open_binary
-
-        with open_binary(self.path) as handle:
+def _head(path: Path) -> str:
+    """The first kilobyte of a file (decompressed, BOM dropped: `open_input`) to sniff its format."""
+    with open_input(path) as handle:
+        try:
             return handle.read(1024).decode("utf-8", errors="replace")
-
-    def __exit__(self, *exc) -> None:
-        return None
+        except (OSError, EOFError) as err:
+            raise ReproError(f"cannot read: {err}", path) from err
 
 
 def read_topics(
@@ -59,13 +58,15 @@ def read_topics(
     if fmt == "smart":
         return _read_smart(Path(source), smart_ids, stats)
     if fmt == "irds":
-        return {str(q.query_id): getattr(q, "text", None) or getattr(q, "title", "") for q in irds.iterate(str(source), "queries")}
+        topics: dict[str, str] = {}
+        for q in irds.iterate(str(source), "queries"):
+            _put(topics, str(q.query_id), getattr(q, "text", None) or getattr(q, "title", "") or "", str(source), None)
+        return topics
     raise ReproError(f"unknown topics format {fmt!r}; choose one of {', '.join(TOPIC_FORMATS)}")
 
 
-def _put(topics: dict[str, str], qid: str, text: str, path: Path, lineno: int | None) -> None:
-    if not qid:
-        raise BadInputError("empty query id", path, lineno)
+def _put(topics: dict[str, str], qid: str, text: str, path: Path | str, lineno: int | None) -> None:
+    qid = clean_id(qid, "query id", path, lineno)
     if qid in topics:
         raise BadInputError(f"duplicate query id {qid!r}", path, lineno)
     topics[qid] = text

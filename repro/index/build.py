@@ -19,7 +19,7 @@ from repro.errors import ReproError
 from repro.formats import collection as coll
 from repro.formats.corpus import iter_docs
 from repro.manifest import read_manifest, write_manifest
-from repro.outputs import atomic_dir
+from repro.outputs import atomic_dir, prepare_output
 
 
 def build_index(collection: Path, output: Path, *, engine: str = "lucene", threads: int | None = None,
@@ -27,6 +27,7 @@ def build_index(collection: Path, output: Path, *, engine: str = "lucene", threa
                 memory: str | None = None) -> dict[str, Any]:
     """Index a verified collection with ``engine``; the engine's own counts must match the collection's."""
     collection, output = Path(collection), Path(output)
+    prepare_output(output, "index", inputs=[collection], force=force, folder=True)
     module = engines.get(engine).load()
     settings = dict(settings or {})
     if hasattr(module, "check_settings"):
@@ -35,7 +36,7 @@ def build_index(collection: Path, output: Path, *, engine: str = "lucene", threa
         raise ReproError(f"the {engine} engine takes no build settings (given: {', '.join(settings)})")
     encoded = coll.verify_collection(collection)
     started = time.perf_counter()
-    with atomic_dir(output, force=force) as tmp:
+    with atomic_dir(output, force=force, kind="index", inputs=[collection]) as tmp:
         facts = module.build(collection / coll.SHARDS, tmp, threads=defaults.threads(threads), settings=settings,
                              memory=memory, vectors=coll.iter_vectors(collection))
         seconds = time.perf_counter() - started
@@ -59,26 +60,36 @@ def build_impact_index(collection: Path, output: Path, *, threads: int | None = 
     return build_index(collection, output, engine="lucene", threads=threads, force=force, memory=memory)
 
 
-def _iter_texts(source: str) -> Iterator[tuple[str, str]]:
+def _iter_texts(source: str, fmt: str = "auto") -> Iterator[tuple[str, str]]:
     """Documents for BM25: a repro collection's contents, or any corpus input."""
     if coll.is_collection(source):
         coll.verify_collection(Path(source))
         yield from coll.iter_contents(Path(source))
     else:
-        for doc in iter_docs(source):
+        for doc in iter_docs(source, fmt):
             yield doc.id, doc.text
 
 
+def check_bm25_source(source: str, fmt: str = "auto") -> None:
+    """Fail on a missing or malformed corpus before Java starts: read its first document."""
+    if coll.is_collection(source):
+        return
+    for _ in iter_docs(source, fmt):
+        break
+
+
 def build_bm25_index(source: str, output: Path, *, threads: int | None = None, force: bool = False,
-                     memory: str | None = None) -> dict[str, Any]:
+                     memory: str | None = None, fmt: str = "auto") -> dict[str, Any]:
     """Index the texts with Anserini's default analyzer (Porter stemming, stopwords) for BM25."""
     from repro.engines import lucene
 
     output = Path(output)
+    prepare_output(output, "index", inputs=[source], force=force, folder=True)
+    check_bm25_source(source, fmt)
     started = time.perf_counter()
-    with atomic_dir(output, force=force) as tmp:
+    with atomic_dir(output, force=force, kind="index", inputs=[source]) as tmp:
         try:
-            facts = lucene.build_bm25(_iter_texts(source), tmp, threads=defaults.threads(threads), memory=memory)
+            facts = lucene.build_bm25(_iter_texts(source, fmt), tmp, threads=defaults.threads(threads), memory=memory)
         except ReproError as err:
             if str(err) == "corpus has no documents":
                 raise ReproError("corpus has no documents", source) from None

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from repro import paths
+from repro.errors import ReproError
 from repro.outputs import atomic_write, write_text
 from repro.reproduce.preset import Preset, list_presets
 from repro.reproduce.plan import eval_file, read_evaluation
@@ -176,11 +177,27 @@ def _save(fig, output: Path) -> None:
         fig.savefig(handle, format="png", metadata={"Software": None})
 
 
+def _check_ours(output: Path, runs_dir: Path) -> None:
+    """The page may replace only a page `repro report` wrote (its GENERATED banner), never an input."""
+    from repro.outputs import refuse_overlap
+
+    refuse_overlap(output, [runs_dir])
+    if output.is_dir():
+        raise ReproError("the output is a folder; give the page's file path (e.g. docs/reproductions.md)", output)
+    if output.exists():
+        with open(output, "rb") as handle:
+            head = handle.read(len(BANNER.encode("utf-8")) + 3).decode("utf-8", errors="replace").lstrip("\ufeff")
+        if not head.startswith(BANNER[:40]):
+            raise ReproError("the output exists and was not written by repro report (no GENERATED banner at its "
+                             "top); choose another --output or move it away", output)
+
+
 def write_report(output: Path | str | None = None, runs_dir: Path | str | None = None,
                  figures: bool = True) -> dict[str, Any]:
     """Regenerate the figures (when there are paired runs) and the page; return what was written."""
     output = Path(output) if output else default_output()
     runs_dir = paths.runs_dir(runs_dir)
+    _check_ours(output, runs_dir)
     presets = list_presets()
     written = []
     if figures:

@@ -3,6 +3,11 @@
 The tie rule and the exact-score check live in `repro.search.ties`; each engine applies them.
 Query vectors come from a pre-encoded query file as it is, or from text topics encoded with the
 model at the factor of the index's documents (`repro.index.build.index_factor`).
+
+Two checks stop a plausible-looking but empty run: a ``--model`` other than the one the index's
+documents were encoded with is refused (the index manifest records it; ``allow_other_model``
+overrides), and a run with no lines, or where more than half of the queries got no document, is
+an error unless ``allow_empty``.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from repro.errors import ReproError
 from repro.formats.runs import write_run
 from repro.index.build import index_factor, read_index_manifest
 from repro.manifest import write_manifest
-from repro.outputs import check_writable
+from repro.outputs import prepare_output
 from repro.search.ties import run_rows
 
 log = logging.getLogger(__name__)
@@ -48,10 +53,11 @@ def run_search(index: Path, output: Path, *, topics: str | None = None, encoded_
                threads: int | None = None, batch_size: int = defaults.BATCH_SIZE,
                query_max_length: int = defaults.QUERY_MAX_LENGTH, factor: float | None = None, tag: str | None = None,
                memory: str | None = None, backend: str | None = None, runtime: str = "torch",
-               query_cut: int | None = None, heap_factor: float | None = None, force: bool = False) -> dict[str, Any]:
+               query_cut: int | None = None, heap_factor: float | None = None, force: bool = False,
+               allow_empty: bool = False, allow_other_model: bool = False) -> dict[str, Any]:
     """Search an index (its engine and kind from its manifest) and write a TREC run with a manifest."""
     index, output = Path(index), Path(output)
-    check_writable(output, force)
+    prepare_output(output, "search", inputs=[index, topics, encoded_queries, model], force=force)
     meta = read_index_manifest(index)
     kind, engine = meta["config"]["kind"], engines.of_index(meta)
     if backend and backend != engine:
@@ -62,6 +68,7 @@ def run_search(index: Path, output: Path, *, topics: str | None = None, encoded_
     settings = search_settings(engine, index, query_cut=query_cut, heap_factor=heap_factor)
     threads = defaults.threads(threads)
     used_factor = None
+    counts: dict[str, int] = {"truncated_queries": 0}
     if kind == "bm25":
         if encoded_queries or model:
             raise ReproError("this is a BM25 index: give --topics (text), not --model or --encoded-queries", index)
@@ -72,10 +79,12 @@ def run_search(index: Path, output: Path, *, topics: str | None = None, encoded_
         queries: dict[str, Any] = {qid: _clean(text) for qid, text in read_topics(topics, topic_format).items()}
         empty = [qid for qid, text in queries.items() if not text.strip()]
     else:
+        if model and not allow_other_model:
+            check_same_model(meta, model, index)
         if not encoded_queries:
             used_factor = factor if factor is not None else index_factor(meta, index)
         queries = impact_queries(topics, encoded_queries, model, topic_format, batch_size, query_max_length,
-                                 used_factor, runtime, threads)
+                                 used_factor, runtime, threads, counts=counts)
         empty = [qid for qid, vec in queries.items() if not any(w > 0 for w in vec.values())]
     if empty:
         log.warning("%d quer(ies) have no terms and get no results (e.g. %s)", len(empty), empty[0])
@@ -90,6 +99,11 @@ def run_search(index: Path, output: Path, *, topics: str | None = None, encoded_
     else:
         module = engines.get(engine).load()
         results = module.search_many(index, searchable, hits=hits, threads=threads, settings=settings, memory=memory)
+    nothing = len(queries) - sum(1 for hits_ in results.values() if len(hits_) > 0)
+    if not allow_empty and (nothing == len(queries) or 2 * nothing > len(queries)):
+        hint = " (is --model the one the index was encoded with?)" if model else ""
+        raise ReproError(f"{nothing} of {len(queries)} queries got no document{hint}; no run written. "
+                         f"Pass --allow-empty to write such a run anyway", index)
     tag = tag or ("repro-bm25" if kind == "bm25" else "repro-splade" if engine == "lucene" else f"repro-splade-{engine}")
     lines = write_run(output, run_rows(results), tag, force=force)
     return write_manifest(output, "search", {"index": str(index), "kind": kind, "engine": engine, "topics": topics,
@@ -98,14 +112,19 @@ def run_search(index: Path, output: Path, *, topics: str | None = None, encoded_
                                              "query_factor": used_factor,
                                              "query_max_length": query_max_length if model else None,
                                              "runtime": runtime if model else None, "settings": settings or None},
-                          queries=len(queries), empty_queries=len(empty), lines=lines)
+                          queries=len(queries), empty_queries=len(empty), queries_without_results=nothing,
+                          truncated_queries=counts["truncated_queries"], lines=lines)
 
 
 def impact_queries(topics: str | None, encoded_queries: str | None, model: str | None,
                    topic_format: str = "auto", batch_size: int = defaults.BATCH_SIZE,
                    query_max_length: int = defaults.QUERY_MAX_LENGTH, factor: float | None = None,
-                   runtime: str = "torch", threads: int | None = None) -> dict[str, dict[str, int]]:
-    """Query vectors for a SPLADE index: a pre-encoded file as it is, or text encoded with ``model``."""
+                   runtime: str = "torch", threads: int | None = None,
+                   counts: dict[str, int] | None = None) -> dict[str, dict[str, int]]:
+    """Query vectors for a SPLADE index: a pre-encoded file as it is, or text encoded with ``model``.
+
+    ``counts`` (when given) receives ``truncated_queries``: texts cut at ``query_max_length``.
+    """
     if encoded_queries:
         if topics or model:
             raise ReproError("give either --encoded-queries, or --topics with --model, not both")
@@ -119,7 +138,50 @@ def impact_queries(topics: str | None, encoded_queries: str | None, model: str |
 
     texts = read_topics(topics, topic_format)
     encoder = query_encoder(model, runtime=runtime, max_length=query_max_length, threads=threads)
-    return dict(zip(texts, encoder.encode(list(texts.values()), factor=factor, batch_size=batch_size)))
+    vectors = encoder.encode(list(texts.values()), factor=factor, batch_size=batch_size)
+    if counts is not None:
+        counts["truncated_queries"] = int(encoder.stats.truncated)
+    return dict(zip(texts, vectors))
+
+
+def check_same_model(meta: dict[str, Any], model: str, index: Path) -> None:
+    """Refuse a query model other than the index's (its manifest's ``encode_config.model``)."""
+    recorded = (meta.get("encode_config") or {}).get("model")
+    if not recorded or same_model(str(recorded), str(model)):
+        return
+    raise ReproError(f"--model {model} is not the model this index was encoded with ({recorded}); its queries "
+                     f"would not match the documents. Pass --allow-other-model to search with it anyway", index)
+
+
+def same_model(a: str, b: str) -> bool:
+    """The same model: the same folder, the same files (a copy), or the same hub name.
+
+    A local folder and a hub ID match when the folder is that ID's hub-cache snapshot
+    (``models--org--name``) or has the ID's last part as its name.
+    """
+    pa_, pb_ = Path(a).expanduser(), Path(b).expanduser()
+    if pa_.is_dir() and pb_.is_dir():
+        return pa_.resolve() == pb_.resolve() or _fingerprint(pa_) == _fingerprint(pb_)
+    if pa_.is_dir() or pb_.is_dir():
+        folder, hub_id = (pa_, b) if pa_.is_dir() else (pb_, a)
+        cache_name = "models--" + hub_id.strip("/").replace("/", "--")
+        return cache_name in folder.resolve().parts or folder.resolve().name == hub_id.strip("/").split("/")[-1]
+    return a.strip().rstrip("/") == b.strip().rstrip("/")
+
+
+def _fingerprint(folder: Path) -> str:
+    """SHA-256 over a model folder's files (names, sizes and contents), skipping caches and hidden files."""
+    import hashlib
+
+    from repro.manifest import sha256_file
+
+    digest = hashlib.sha256()
+    for item in sorted(p for p in folder.resolve().rglob("*") if p.is_file()):
+        rel = item.relative_to(folder.resolve())
+        if any(part.startswith(".") or part in ("onnx", "__pycache__") for part in rel.parts):
+            continue
+        digest.update(f"{rel.as_posix()}\0{item.stat().st_size}\0{sha256_file(item)}\n".encode())
+    return digest.hexdigest()
 
 
 def open_searcher(index: Path, *, query_cut: int | None = None, heap_factor: float | None = None,

@@ -3,7 +3,9 @@
 Precedence: explicit flag > TOML file (`--config`) > built-in default. The TOML keys are the long
 flag names with `-` or `_` (e.g. `lambda-q = 0.5` or `lambda_q = 0.5`), at top level or under a
 `[train]` table. Unknown keys are an error naming the file, so a typo never silently falls back
-to a default.
+to a default. ``${shared}`` in a string value is the shared data root (`repro.paths.shared_root`),
+so a config can carry its data: configs/cranfield-finetune.toml trains on
+``${shared}/cranfield/cran.all.1400`` with no other flag.
 
 Lambda convention (FLOPS regulariser): as in naver/splade and sentence-transformers' FlopsLoss,
 FLOPS = sum over the vocabulary of (mean over the batch of the weight)^2, computed separately for
@@ -28,7 +30,7 @@ from repro.errors import ReproError
 from repro.encode.quality import DEFAULT_PROBES
 
 LOSSES = ("mnrl", "margin-mse", "kl")
-DATA_FORMATS = ("auto", "triplets", "jsonl", "irds", "ids")
+DATA_FORMATS = ("auto", "triplets", "jsonl", "irds", "ids", "smart-pairs")
 
 
 @dataclass
@@ -77,6 +79,9 @@ class TrainConfig:
             raise ReproError("no output folder: pass --output")
         if not self.data:
             raise ReproError("no training data: pass --data")
+        from repro.train.data import detect_format
+
+        detect_format(self.data, self.data_format)  # a missing data file fails before torch loads
         if self.loss not in LOSSES:
             raise ReproError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
         if self.data_format not in DATA_FORMATS:
@@ -89,8 +94,14 @@ class TrainConfig:
             raise ReproError("choose one of --bf16 and --fp16")
         if self.batch_size < 1 or self.grad_accum < 1:
             raise ReproError("--batch-size and --grad-accum must be >= 1")
-        if self.max_steps <= 0 and self.epochs <= 0:
+        if self.max_steps == 0 or self.max_steps < -1:
+            raise ReproError(f"--max-steps {self.max_steps}: give a positive number of optimizer steps, or -1 "
+                             "(the default) to train for --epochs")
+        if self.max_steps == -1 and self.epochs <= 0:
             raise ReproError("give --max-steps N or --epochs E (> 0)")
+        from repro.defaults import check_max_length
+
+        check_max_length(self.max_length)
         if self.num_negatives < 0:
             raise ReproError("--num-negatives must be >= 0")
         if self.loss != "mnrl" and self.num_negatives < 1:
@@ -103,6 +114,17 @@ class TrainConfig:
 
 
 FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
+
+
+def _expand(value: Any) -> Any:
+    """``${shared}`` -> the shared data root, in strings and lists of strings."""
+    if isinstance(value, list):
+        return [_expand(v) for v in value]
+    if isinstance(value, str) and "${shared}" in value:
+        from repro.paths import shared_root
+
+        return value.replace("${shared}", str(shared_root()))
+    return value
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:
@@ -130,5 +152,5 @@ def load_toml(path: str | Path) -> dict[str, Any]:
         name = key.replace("-", "_")
         if name not in FIELDS:
             raise ReproError(f"unknown setting {key!r} (known: {', '.join(sorted(FIELDS))})", path)
-        out[name] = value
+        out[name] = _expand(value)
     return out

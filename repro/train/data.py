@@ -6,6 +6,9 @@ Formats (`--data-format`, `auto` guesses from the name):
   cross-encoder scores of [positive] + negatives (required by margin-mse and kl).
 - `ids`: TSV `qid<TAB>pid<TAB>nid`, resolved against `--queries` (`id<TAB>text`) and `--corpus`
   (`id<TAB>text`, MS MARCO collection.tsv style; held as byte offsets, not texts).
+- `smart-pairs`: a SMART-format corpus (Cranfield's `cran.all.1400`) as title -> abstract pairs
+  (the title removed from the front of the abstract; titles under 2 words or abstracts under 5
+  words skipped), in-batch negatives only: what configs/cranfield-finetune.toml trains on.
 - `irds`: an ir_datasets ID with doc pairs, e.g. `msmarco-passage/train/triples-small`
   (optionally written `irds:...`).
 
@@ -45,6 +48,8 @@ def detect_format(data: str, data_format: str = "auto") -> str:
     name = path.name.removesuffix(".gz")
     if name.endswith((".jsonl", ".json")):
         return "jsonl"
+    if name.startswith("cran.all") or name.endswith(".smart"):
+        return "smart-pairs"
     return "triplets"
 
 
@@ -200,6 +205,18 @@ def _irds(dataset_id: str) -> Iterator[dict[str, Any]]:
         ) from err
 
 
+def _smart_pairs(path: Path) -> Iterator[dict[str, Any]]:
+    """Title -> abstract pairs from a SMART corpus (no queries or judgements are used)."""
+    from repro.formats.corpus import iter_smart_records
+
+    for _line, _doc_id, fields in iter_smart_records(path):
+        title, body = " ".join(fields.get("T", "").split()), " ".join(fields.get("W", "").split())
+        if body.startswith(title):
+            body = body[len(title):].strip()
+        if len(title.split()) >= 2 and len(body.split()) >= 5:
+            yield {"query": title, "positive": body, "negatives": [], "scores": None}
+
+
 def iter_records(data: str, data_format: str, queries: str | None, corpus: str | None, bad: _Bad) -> Iterator[dict]:
     fmt = detect_format(data, data_format)
     if fmt == "irds":
@@ -211,6 +228,8 @@ def iter_records(data: str, data_format: str, queries: str | None, corpus: str |
         return _tsv_triplets(path, bad)
     if fmt == "jsonl":
         return _jsonl(path, bad)
+    if fmt == "smart-pairs":
+        return _smart_pairs(path)
     return _id_triplets(path, queries, corpus, bad)
 
 

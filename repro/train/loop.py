@@ -22,7 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from repro.outputs import check_writable, write_text
+from repro.distributed import is_main_process
+from repro.outputs import prepare_output, refuse_overlap, write_text
 from repro.errors import ReproError
 from repro.train.config import TrainConfig
 
@@ -39,7 +40,9 @@ def work_dir(output: str | Path) -> Path:
 
 def _prepare_folders(cfg: TrainConfig) -> tuple[Path, Path]:
     out, work = Path(cfg.output), work_dir(cfg.output)
-    check_writable(out, force=cfg.force)
+    inputs = [cfg.base_model, cfg.data, cfg.queries, cfg.corpus]
+    prepare_output(out, "train", inputs=inputs, force=cfg.force, folder=True)
+    refuse_overlap(work, inputs)
     saved = work / "config.json"
     if cfg.resume:
         if not saved.exists():
@@ -54,8 +57,12 @@ def _prepare_folders(cfg: TrainConfig) -> tuple[Path, Path]:
         if work.exists():
             if not cfg.force:
                 raise ReproError("an earlier run left its work folder here; pass --resume to continue it or --force to start over", work)
-            shutil.rmtree(work)
-        work.mkdir(parents=True)
+            if not saved.exists():  # not a folder repro train made: never delete it
+                raise ReproError("this folder is in the way of the training work folder and was not made by "
+                                 "repro train (no config.json); move it away", work)
+            if is_main_process():
+                shutil.rmtree(work)
+        work.mkdir(parents=True, exist_ok=True)
         write_text(saved, json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n")
     return out, work
 
@@ -145,7 +152,7 @@ def build_trainer(cfg: TrainConfig, work: Path):
 
 def run_training(cfg: TrainConfig) -> dict[str, Any]:
     """Train, then write the model folder; returns the summary printed by the command."""
-
+    cfg.validate()  # before the imports below load torch: a bad setting fails at once
     from repro.outputs import atomic_dir
     from repro.manifest import write_manifest
     from repro.train.callbacks import plot_curves, read_records
