@@ -13,10 +13,8 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -546,6 +544,7 @@ def test_encoded_outputs_are_readable_by_others(cli, model, tmp_path):
 
 _CTRL_C = """
 import os, signal, sys, click
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (a background job inherits SIG_IGN)
 from repro import cli as repro_cli
 from repro.errors import success
 
