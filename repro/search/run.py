@@ -48,7 +48,8 @@ def run_search(index: Path, output: Path, *, topics: str | None = None, encoded_
                threads: int | None = None, batch_size: int = defaults.BATCH_SIZE,
                query_max_length: int = defaults.QUERY_MAX_LENGTH, factor: float | None = None, tag: str | None = None,
                memory: str | None = None, backend: str | None = None, runtime: str = "torch",
-               query_cut: int | None = None, heap_factor: float | None = None, force: bool = False) -> dict[str, Any]:
+               query_cut: int | None = None, heap_factor: float | None = None, force: bool = False,
+               split: str = "test", smart_ids: str | None = None) -> dict[str, Any]:
     """Search an index (its engine and kind from its manifest) and write a TREC run with a manifest."""
     index, output = Path(index), Path(output)
     check_writable(output, force)
@@ -69,13 +70,13 @@ def run_search(index: Path, output: Path, *, topics: str | None = None, encoded_
             raise ReproError("give --topics for a BM25 search")
         from repro.formats.topics import read_topics
 
-        queries: dict[str, Any] = {qid: _clean(text) for qid, text in read_topics(topics, topic_format).items()}
+        queries: dict[str, Any] = {qid: _clean(text) for qid, text in read_topics(topics, topic_format, smart_ids=smart_ids, split=split).items()}
         empty = [qid for qid, text in queries.items() if not text.strip()]
     else:
         if not encoded_queries:
             used_factor = factor if factor is not None else index_factor(meta, index)
         queries = impact_queries(topics, encoded_queries, model, topic_format, batch_size, query_max_length,
-                                 used_factor, runtime, threads)
+                                 used_factor, runtime, threads, split=split, smart_ids=smart_ids)
         empty = [qid for qid, vec in queries.items() if not any(w > 0 for w in vec.values())]
     if empty:
         log.warning("%d quer(ies) have no terms and get no results (e.g. %s)", len(empty), empty[0])
@@ -94,6 +95,7 @@ def run_search(index: Path, output: Path, *, topics: str | None = None, encoded_
     lines = write_run(output, run_rows(results), tag, force=force)
     return write_manifest(output, "search", {"index": str(index), "kind": kind, "engine": engine, "topics": topics,
                                              "topic_format": topic_format if topics else None,
+                                             "split": split if topics else None, "smart_ids": smart_ids,
                                              "encoded_queries": encoded_queries, "model": model, "hits": hits,
                                              "query_factor": used_factor,
                                              "query_max_length": query_max_length if model else None,
@@ -104,7 +106,8 @@ def run_search(index: Path, output: Path, *, topics: str | None = None, encoded_
 def impact_queries(topics: str | None, encoded_queries: str | None, model: str | None,
                    topic_format: str = "auto", batch_size: int = defaults.BATCH_SIZE,
                    query_max_length: int = defaults.QUERY_MAX_LENGTH, factor: float | None = None,
-                   runtime: str = "torch", threads: int | None = None) -> dict[str, dict[str, int]]:
+                   runtime: str = "torch", threads: int | None = None, *, split: str = "test",
+                   smart_ids: str | None = None) -> dict[str, dict[str, int]]:
     """Query vectors for a SPLADE index: a pre-encoded file as it is, or text encoded with ``model``."""
     if encoded_queries:
         if topics or model:
@@ -117,7 +120,7 @@ def impact_queries(topics: str | None, encoded_queries: str | None, model: str |
     from repro.encode.queries import query_encoder
     from repro.formats.topics import read_topics
 
-    texts = read_topics(topics, topic_format)
+    texts = read_topics(topics, topic_format, smart_ids=smart_ids, split=split)
     encoder = query_encoder(model, runtime=runtime, max_length=query_max_length, threads=threads)
     return dict(zip(texts, encoder.encode(list(texts.values()), factor=factor, batch_size=batch_size)))
 
