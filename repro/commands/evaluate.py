@@ -59,7 +59,7 @@ def command(runs, qrels, qrels_format, split, measures, fmt, per_query, depth, p
       repro evaluate run.trec --qrels msmarco-passage/trec-dl-2019/judged -m nDCG@10 -m "AP(rel=2)"
     """
     if record:
-        _write_record(runs, qrels, measures, record, model_label, queries_mode, output, force)
+        _write_record(runs, qrels, measures, record, model_label, queries_mode, output, force, split)
         return
     if model_label or queries_mode or output:
         raise ReproError("--model-label, --queries-mode and --output go with --record")
@@ -95,7 +95,7 @@ def command(runs, qrels, qrels_format, split, measures, fmt, per_query, depth, p
             click.echo(title + relabel(table, labels).to_string(float_format=lambda v: f"{v:.4f}"))
 
 
-def _write_record(runs, qrels, measures, record, model_label, queries_mode, output, force) -> None:
+def _write_record(runs, qrels, measures, record, model_label, queries_mode, output, force, split="test") -> None:
     if len(runs) != 1 or output is None or ":" not in record:
         raise ReproError("--record PRESET:TOPICS takes one RUN and --output FILE")
     from repro.outputs import check_writable
@@ -103,7 +103,7 @@ def _write_record(runs, qrels, measures, record, model_label, queries_mode, outp
 
     check_writable(output, force)
     data = write_evaluation(record, Path(runs[0]), qrels, list(measures), output, model_label=model_label,
-                            queries_mode=queries_mode)
+                            queries_mode=queries_mode, split=split)
     values = "  ".join(f"{m} {data['aggregate'][m]:.4f}" for m in data["measures"])
     click.echo(f"{record}: {values} -> {output}")
 

@@ -49,6 +49,7 @@ _TOP = {
     "hits": (int, False),
     "batch_size": (int, False),
     "notes": (str, False),
+    "part_of": (str, False),  # one part of a published average (BEIR's CQADupStack = the mean of 12 forums)
     "topics": (list, True),
 }
 _TOPICS = {
@@ -56,6 +57,8 @@ _TOPICS = {
     "title": (str, False),
     "topics": ((str, list), True),
     "topic_format": (str, False),
+    "split": (str, False),  # BEIR folder sources: which qrels/<split>.tsv (and its judged queries)
+    "smart_ids": (str, False),  # SMART topics: number queries by "position" or by their .I "ids"
     "qrels": ((str, list), True),
     "qrels_format": (str, False),
     "encoded_queries": ((str, list), False),
@@ -105,6 +108,8 @@ class TopicSet:
     qrels_lines: int | None = None
     judged_queries: int | None = None
     expected: tuple[Expected, ...] = ()
+    split: str | None = None
+    smart_ids: str | None = None
 
 
 @dataclass(frozen=True)
@@ -125,6 +130,7 @@ class Preset:
     hits: int = 1000
     batch_size: int = 32
     notes: str | None = None
+    part_of: str | None = None
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def topic_set(self, name: str) -> TopicSet:
@@ -322,8 +328,11 @@ def _build(path: Path, data: dict, raw_text: str) -> Preset:
             qrels_format=ts.get("qrels_format", "trec"),
             encoded_queries=_alts(ts["encoded_queries"], "encoded_queries", path) if "encoded_queries" in ts else (),
             queries=ts.get("queries"), qrels_lines=ts.get("qrels_lines"), judged_queries=ts.get("judged_queries"),
-            expected=tuple(expected),
+            expected=tuple(expected), split=ts.get("split"), smart_ids=ts.get("smart_ids"),
         ))
+        if ts.get("smart_ids") not in (None, "position", "ids"):
+            raise ReproError(f"topic set {tname}: smart_ids must be \"position\" or \"ids\"", path,
+                             _line_of(raw_text, "smart_ids"))
     if not topic_sets:
         raise ReproError("a preset needs at least one [[topics]] set", path)
     return Preset(
@@ -332,5 +341,5 @@ def _build(path: Path, data: dict, raw_text: str) -> Preset:
         model_note=data.get("model_note"), corpus_format=data.get("corpus_format", "auto"),
         doc_max_length=data.get("doc_max_length"), query_max_length=data.get("query_max_length", 64),
         factor=data.get("factor", 100), hits=data.get("hits", 1000), batch_size=data.get("batch_size", 32),
-        notes=data.get("notes"), raw=data,
+        notes=data.get("notes"), part_of=data.get("part_of"), raw=data,
     )
