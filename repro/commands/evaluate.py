@@ -36,7 +36,7 @@ from repro.evaluate.evaluation import DEFAULT_MEASURES, PROVIDERS
 @click.option("--significance", is_flag=True, help="Paired t-test and randomization test of each run against the baseline.")
 @click.option("--baseline", default=None, metavar="RUN", help="With --significance: the run the others are tested against [default: the first].")
 @click.option("--correction", type=click.Choice(["holm", "bonferroni", "none"]), default="holm", show_default=True,
-              help="Multiple-comparison correction of the p-values (per measure, over the runs compared).")
+              help="Multiple-comparison correction of the p-values, over every test in the table (runs x measures).")
 @click.option("--permutations", type=click.IntRange(min=1), default=10_000, show_default=True, help="For the randomization test.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for subsampling, bootstrap and permutations.")
 @click.option("--compare", "compare_preset", metavar="PRESET[:TOPICS]", help="Verdicts against a preset's published numbers (see `repro presets`).")

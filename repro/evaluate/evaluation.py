@@ -130,19 +130,19 @@ class Evaluation:
                 raise ReproError("--significance compares runs with a baseline: give at least two runs")
             base = self.baseline_run(baseline)
             others = [r for r in self.runs if r is not base]
+            # the family of a correction: every test in the table (each run against the baseline, on each
+            # measure), one family per test kind; conservative, and what a reader of the table sees
+            pairs = [(r, m) for r in others for m in measures]
+            tests = [stats.compare(base.per_query[m], r.per_query[m], permutations=permutations, seed=seed)
+                     for r, m in pairs]
+            adj_t = stats.adjust([t["p_ttest"] for t in tests], correction)
+            adj_r = stats.adjust([t["p_randomization"] for t in tests], correction)
             rows = []
-            for m in measures:  # the family of a correction: one measure, every run against the baseline
-                tests = [stats.compare(base.per_query[m], r.per_query[m], permutations=permutations, seed=seed)
-                         for r in others]
-                adj_t = stats.adjust([t["p_ttest"] for t in tests], correction)
-                adj_r = stats.adjust([t["p_randomization"] for t in tests], correction)
-                for r, test, pt, pr in zip(others, tests, adj_t, adj_r):
-                    wins, ties, losses = stats.wins_ties_losses(base.per_query[m], r.per_query[m])
-                    rows.append({"run": r.name, "baseline": base.name, "measure": m, **test,
-                                 "p_ttest_adj": pt, "p_randomization_adj": pr, "correction": correction,
-                                 "wins": wins, "ties": ties, "losses": losses})
-            order = {r.name: i for i, r in enumerate(others)}
-            rows.sort(key=lambda row: order[row["run"]])
+            for (r, m), test, pt, pr in zip(pairs, tests, adj_t, adj_r):
+                wins, ties, losses = stats.wins_ties_losses(base.per_query[m], r.per_query[m])
+                rows.append({"run": r.name, "baseline": base.name, "measure": m, **test,
+                             "p_ttest_adj": pt, "p_randomization_adj": pr, "correction": correction,
+                             "wins": wins, "ties": ties, "losses": losses})
             tables["significance"] = pd.DataFrame(rows).set_index(["run", "measure"])
         return tables
 
@@ -457,7 +457,7 @@ def format_significance(table: pd.DataFrame, labels: dict[str, str], width: int 
             r[0] = "…" + r[0][-(run_width - 1):]
     widths = [run_width] + [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head) if i]
     lines = [f"baseline: {base_label}; p_t = paired t-test, p_rand = paired randomization test; "
-             f"* = {correction if correction != 'none' else 'no'} correction over the runs, per measure; "
+             f"* = {correction if correction != 'none' else 'no'} correction over the {len(rows)} tests of the table; "
              "W/T/L = queries better/equal/worse than the baseline"]
     lines = _wrap(lines[0], width)
     fmt = lambda cells: " ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))

@@ -171,25 +171,24 @@ def _significance_section(pairs: list[tuple[Path, Path]]) -> list[str]:
     from repro.evaluate import significance as stats
 
     out = ["Paired comparison with BM25 on the same queries (two-sided paired t-test and randomization test, "
-           "10,000 sign flips, seed 0; Holm correction over the measures compared; W/T/L = queries better/equal/worse):", "",
+           "10,000 sign flips, seed 0; Holm correction over all the tests of this table; W/T/L = queries better/equal/worse):", "",
            "| Run | Baseline | Measure | Baseline value | Value | Δ | p (t) | p (t, Holm) | p (rand.) | p (rand., Holm) | W/T/L |",
            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    tests = []
     for splade_eval, bm25_eval in pairs:
         a, b = read_evaluation(splade_eval), read_evaluation(bm25_eval)
-        measures = [m for m in a["measures"] if m in b.get("per_query", {}) and m in a.get("per_query", {})]
-        tests = []
-        for m in measures:
+        for m in [m for m in a["measures"] if m in b.get("per_query", {}) and m in a.get("per_query", {})]:
             queries = sorted(set(a["per_query"][m]) & set(b["per_query"][m]))
             base = [b["per_query"][m][q] for q in queries]
             other = [a["per_query"][m][q] for q in queries]
-            tests.append((m, base, other, stats.compare(base, other, permutations=10_000, seed=0)))
-        adj_t = stats.adjust([t[3]["p_ttest"] for t in tests], "holm")
-        adj_r = stats.adjust([t[3]["p_randomization"] for t in tests], "holm")
-        for (m, base, other, t), pt, pr in zip(tests, adj_t, adj_r):
-            w, ties, losses = stats.wins_ties_losses(base, other)
-            out.append(f"| `{a['preset']}` | `{b['preset']}` | `{m}` | {t['baseline_value']:.4f} | {t['value']:.4f} | "
-                       f"{_fmt(t['delta'], sign=True)} | {t['p_ttest']:.4f} | {pt:.4f} | {t['p_randomization']:.4f} | "
-                       f"{pr:.4f} | {w}/{ties}/{losses} |")
+            tests.append((a["preset"], b["preset"], m, base, other, stats.compare(base, other, permutations=10_000, seed=0)))
+    adj_t = stats.adjust([t[5]["p_ttest"] for t in tests], "holm")
+    adj_r = stats.adjust([t[5]["p_randomization"] for t in tests], "holm")
+    for (run, baseline, m, base, other, t), pt, pr in zip(tests, adj_t, adj_r):
+        w, ties, losses = stats.wins_ties_losses(base, other)
+        out.append(f"| `{run}` | `{baseline}` | `{m}` | {t['baseline_value']:.4f} | {t['value']:.4f} | "
+                   f"{_fmt(t['delta'], sign=True)} | {t['p_ttest']:.4f} | {pt:.4f} | {t['p_randomization']:.4f} | "
+                   f"{pr:.4f} | {w}/{ties}/{losses} |")
     return out + [""]
 
 
