@@ -139,3 +139,12 @@ def test_msmarco_dl20_pool_as_beir_folder(tmp_path, shared_data, splade_tiny):
 
 
 SPLADE_TINY_POOL_NDCG10 = None  # filled in from the recorded run (docs/beir.md)
+
+
+def test_a_changed_beir_folder_changes_its_fingerprint(tmp_path):
+    from repro.reproduce.plan import fingerprint
+
+    folder = tiny_beir(tmp_path / "f")
+    before = fingerprint(folder)
+    (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\n")
+    assert fingerprint(folder) != before and before.startswith("beir:")

@@ -147,6 +147,11 @@ def fingerprint(item: str | Path) -> str:
     if path.is_dir():
         if (path / DIR_MANIFEST).is_file():
             return "manifest:" + _file_hash(path / DIR_MANIFEST)
+        from repro.formats import beir
+
+        if beir.is_folder(path):  # a BEIR folder: corpus, queries and every qrels file
+            files = sorted(p for p in path.rglob("*") if p.is_file())
+            return "beir:" + config_digest({str(p.relative_to(path)): _file_hash(p) for p in files})
         files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in (".json", ".safetensors", ".bin", ".txt", ".model"))
         return "files:" + config_digest({p.name: _file_hash(p) for p in files})
     if str(item).startswith(("/", ".", "~")) or Path(str(item)).suffix:
