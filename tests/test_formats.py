@@ -361,3 +361,18 @@ def test_cli_bad_line_is_one_line_with_file_and_line(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == (
         f"error: {corpus}:5: document id ('_id') 'd 9' contains whitespace")
+
+
+def test_cranfield_numbering_warning_on_the_real_files(tmp_path, shared_data):
+    """Cranfield's qrels number queries by position: numbering by .I ids is flagged, position is not."""
+    from repro.formats.cranfield import convert_cranfield_qrels
+
+    qrels = tmp_path / "cran.qrels"
+    convert_cranfield_qrels(shared_data / "cranfield" / "cranqrel", qrels)
+    judged = read_qrels(qrels).by_query
+    qry = shared_data / "cranfield" / "cran.qry"
+    warning = smart.numbering_warning(qry, "ids", judged)
+    assert warning and "(225 of 225 judged queries exist that way, 152 this way)" in warning
+    assert smart.numbering_warning(qry, "position", judged) is None
+    docs = list(iter_docs(shared_data / "cranfield" / "cran.all.1400"))
+    assert len(docs) == 1400 and docs[0].id == "1" and docs[0].text.startswith("experimental investigation")
