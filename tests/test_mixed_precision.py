@@ -64,14 +64,14 @@ def test_mixed_head_equals_fp32_on_real_passages(splade_tiny, shared_data):
 
 @pytest.mark.slow
 def test_mixed_head_equals_fp32_on_thousands_of_real_texts(splade_tiny, shared_data):
-    """Cranfield, CACM and MS MARCO passages (about 4,000 texts), at the pipeline's document length."""
+    """Cranfield, CACM and MS MARCO passages (2,000 texts), at the pipeline's document length."""
     from repro.encode.torch_encoder import SpladeEncoder
     from repro.formats.corpus import iter_docs
 
     encoder = SpladeEncoder(str(splade_tiny), max_length=256, device="cpu")
-    texts = [d.text for d in iter_docs(shared_data / "cranfield" / "cran.all.1400")][:1000]
-    texts += [d.text for d in iter_docs(shared_data / "cacm" / "cacm.jsonl")][:1500]
-    texts += [d.text for d in iter_docs(shared_data / "msmarco-passage-dl20-pool" / "corpus.jsonl")][:1500]
+    texts = [d.text for d in iter_docs(shared_data / "cranfield" / "cran.all.1400")][:600]
+    texts += [d.text for d in iter_docs(shared_data / "cacm" / "cacm.jsonl")][:700]
+    texts += [d.text for d in iter_docs(shared_data / "msmarco-passage-dl20-pool" / "corpus.jsonl")][:700]
     counts = _compare(encoder, texts)
-    assert counts["weights"] > 400_000 and counts["chunks"] > 50
+    assert counts["weights"] > 200_000 and counts["chunks"] > 30
     assert counts["flips"] <= 10, counts

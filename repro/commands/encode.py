@@ -17,7 +17,11 @@ from repro.errors import ReproError, success
 @click.option("--model", "-m", required=True, help="SPLADE model: local folder (SparseEncoder or *ForMaskedLM) or hub ID.")
 @click.option("--output", "-o", required=True, type=click.Path(path_type=Path), help="Output folder (documents) or .tsv file (--queries).")
 @click.option("--queries", is_flag=True, help="Encode topics into Anserini's query TSV (each token repeated weight times).")
-@click.option("--format", "fmt", default="auto", show_default=True, help="Input format: auto|tsv|jsonl|smart|irds (topics: auto|tsv|trec|smart|irds).")
+@click.option("--format", "fmt", default="auto", show_default=True,
+              help="Input format: auto|tsv|jsonl|beir|trec|smart|irds (topics: auto|tsv|jsonl|beir|trec|smart|irds).")
+@click.option("--split", default="test", show_default=True, help="--queries from a BEIR folder: the split's judged queries.")
+@click.option("--smart-ids", type=click.Choice(["position", "ids"]), default=None,
+              help="--queries from a SMART file: number by position [default] or by .I ids.")
 @click.option("--factor", default=defaults.DOC_FACTOR, show_default=True, help="Quantization: integer weight = round(weight x factor).")
 @click.option("--max-length", type=int, default=None, help="Max tokens per text (default: the model's, at most 512; queries 64).")
 @click.option("--batch-size", default=defaults.BATCH_SIZE, show_default=True)
@@ -30,13 +34,14 @@ from repro.errors import ReproError, success
 @click.option("--skip-bad-lines", is_flag=True, help="Skip malformed corpus lines (counted and reported) instead of stopping.")
 @click.option("--force", is_flag=True, help="Redo even if the output exists.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def command(source, model, output, queries, fmt, factor, max_length, batch_size, shard_size, device, dtype, threads, runtime, skip_bad_lines, force, quiet):
+def command(source, model, output, queries, fmt, split, smart_ids, factor, max_length, batch_size, shard_size, device, dtype, threads, runtime, skip_bad_lines, force, quiet):
     """Encode SOURCE (a file or an ir_datasets ID) with a SPLADE model.
 
     \b
     Documents: writes OUTPUT/shards/part-*.jsonl ({"id", "contents", "vector"}) and a manifest;
     a killed run resumes where it stopped when run again with the same arguments.
       repro encode corpus.tsv -m naver/splade-cocondenser-ensembledistil -o coll/
+      repro encode beir/scifact/ -m MODEL -o coll/     # a BEIR folder: its corpus.jsonl
     Queries:
       repro encode topics.tsv --queries -m MODEL -o queries.splade.tsv
     """
@@ -52,7 +57,7 @@ def command(source, model, output, queries, fmt, factor, max_length, batch_size,
 
         info = encode_topics(source, output, model=model, fmt=fmt, factor=factor, max_length=max_length or defaults.QUERY_MAX_LENGTH,
                              batch_size=batch_size, device=device, dtype=dtype, threads=threads, runtime=runtime,
-                             force=force)
+                             force=force, split=split, smart_ids=smart_ids)
         success(f"encoded {info['queries']} queries -> {output} (avg {info['avg_terms']:.1f} terms, "
                 f"{info['empty_queries']} empty, {info['truncated_queries']} truncated at {max_length or defaults.QUERY_MAX_LENGTH} tokens)")
         return

@@ -15,7 +15,10 @@ from repro.evaluate.evaluation import DEFAULT_MEASURES, PROVIDERS
 
 @click.command("evaluate")
 @click.argument("runs", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--qrels", required=True, metavar="FILE_OR_IRDS_ID", help="TREC qrels file, or an ir_datasets ID.")
+@click.option("--qrels", required=True, metavar="FILE_OR_IRDS_ID",
+              help="Qrels: TREC, SMART or BEIR qrels file, a BEIR folder (with --split), or an ir_datasets ID.")
+@click.option("--qrels-format", type=click.Choice(["auto", "trec", "beir", "smart"]), default="auto", show_default=True)
+@click.option("--split", default="test", show_default=True, help="BEIR folder: which qrels/<split>.tsv.")
 @click.option(
     "-m", "--measure", "measures", multiple=True, metavar="MEASURE",
     help=f"ir_measures measure(s), repeatable or space-separated [default: {' '.join(DEFAULT_MEASURES)}].",
@@ -30,7 +33,10 @@ from repro.evaluate.evaluation import DEFAULT_MEASURES, PROVIDERS
 @click.option("--subsample", type=click.IntRange(min=1), metavar="N", help="Metric distribution over random subsets of N queries.")
 @click.option("--trials", type=click.IntRange(min=1), default=1000, show_default=True, help="Subsets drawn for --subsample.")
 @click.option("--bootstrap", type=click.IntRange(min=1), metavar="B", help="Percentile bootstrap 95% CI from B resamples.")
-@click.option("--significance", is_flag=True, help="Paired t-test and randomization test of each run against the first.")
+@click.option("--significance", is_flag=True, help="Paired t-test and randomization test of each run against the baseline.")
+@click.option("--baseline", default=None, metavar="RUN", help="With --significance: the run the others are tested against [default: the first].")
+@click.option("--correction", type=click.Choice(["holm", "bonferroni", "none"]), default="holm", show_default=True,
+              help="Multiple-comparison correction of the p-values, over every test in the table (runs x measures).")
 @click.option("--permutations", type=click.IntRange(min=1), default=10_000, show_default=True, help="For the randomization test.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for subsampling, bootstrap and permutations.")
 @click.option("--compare", "compare_preset", metavar="PRESET[:TOPICS]", help="Verdicts against a preset's published numbers (see `repro presets`).")
@@ -40,8 +46,8 @@ from repro.evaluate.evaluation import DEFAULT_MEASURES, PROVIDERS
 @click.option("--queries-mode", type=click.Choice(["cached", "encode"]), default=None, help="With --record: how the queries were made.")
 @click.option("--output", "-o", type=click.Path(path_type=Path), default=None, help="With --record: the record file to write.")
 @click.option("--force", is_flag=True, help="With --record: replace an existing record.")
-def command(runs, qrels, measures, fmt, per_query, depth, provider, subsample, trials, bootstrap, significance, permutations,
-            seed, compare_preset, record, model_label, queries_mode, output, force):
+def command(runs, qrels, qrels_format, split, measures, fmt, per_query, depth, provider, subsample, trials, bootstrap, significance,
+            baseline, correction, permutations, seed, compare_preset, record, model_label, queries_mode, output, force):
     """Evaluate RUN files (TREC format) against qrels; one row per run, one column per measure.
 
     Queries in the qrels but missing from a run count as 0 (like trec_eval -c); warnings go to
@@ -53,16 +59,17 @@ def command(runs, qrels, measures, fmt, per_query, depth, provider, subsample, t
       repro evaluate run.trec --qrels msmarco-passage/trec-dl-2019/judged -m nDCG@10 -m "AP(rel=2)"
     """
     if record:
-        _write_record(runs, qrels, measures, record, model_label, queries_mode, output, force)
+        _write_record(runs, qrels, measures, record, model_label, queries_mode, output, force, split)
         return
     if model_label or queries_mode or output:
         raise ReproError("--model-label, --queries-mode and --output go with --record")
     from repro.evaluate.evaluation import evaluate
+    from repro.formats.qrels import read_qrels
 
-    result = evaluate(list(runs), qrels, measures or DEFAULT_MEASURES, provider=provider, depth=depth)
+    result = evaluate(list(runs), read_qrels(qrels, qrels_format, split), measures or DEFAULT_MEASURES, provider=provider, depth=depth)
     tables = result.statistics(
         subsample=subsample, trials=trials, bootstrap=bootstrap, significance=significance,
-        permutations=permutations, seed=seed,
+        permutations=permutations, seed=seed, baseline=baseline, correction=correction,
     )
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
@@ -74,16 +81,21 @@ def command(runs, qrels, measures, fmt, per_query, depth, provider, subsample, t
     if fmt == "json":
         click.echo(json.dumps(_as_json(result, tables, per_query), indent=2))
         return
+    from repro.evaluate.evaluation import format_significance, relabel
+
+    labels = result.labels()
     sections = [("", main), *((name, table) for name, table in tables.items())]
     for i, (name, table) in enumerate(sections):
         if fmt == "csv":
-            click.echo(("\n" if i else "") + table.to_csv(), nl=False)
+            click.echo(("\n" if i else "") + table.to_csv(), nl=False)  # machine-readable: full paths
+        elif name == "significance":
+            click.echo(f"\n{name}:\n" + format_significance(table, labels))
         else:
             title = f"\n{name}:\n" if name else ""
-            click.echo(title + table.to_string(float_format=lambda v: f"{v:.4f}"))
+            click.echo(title + relabel(table, labels).to_string(float_format=lambda v: f"{v:.4f}"))
 
 
-def _write_record(runs, qrels, measures, record, model_label, queries_mode, output, force) -> None:
+def _write_record(runs, qrels, measures, record, model_label, queries_mode, output, force, split="test") -> None:
     if len(runs) != 1 or output is None or ":" not in record:
         raise ReproError("--record PRESET:TOPICS takes one RUN and --output FILE")
     from repro.outputs import check_writable
@@ -91,7 +103,7 @@ def _write_record(runs, qrels, measures, record, model_label, queries_mode, outp
 
     check_writable(output, force)
     data = write_evaluation(record, Path(runs[0]), qrels, list(measures), output, model_label=model_label,
-                            queries_mode=queries_mode)
+                            queries_mode=queries_mode, split=split)
     values = "  ".join(f"{m} {data['aggregate'][m]:.4f}" for m in data["measures"])
     click.echo(f"{record}: {values} -> {output}")
 

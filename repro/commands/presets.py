@@ -29,11 +29,12 @@ def command(name):
     if p.retrieval == "splade":
         click.echo(f"  doc max length: {p.doc_max_length or 'model default'}; query max length: {p.query_max_length}; "
                    f"factor: {p.factor:g}")
-    click.echo(f"  hits: {p.hits}")
+    click.echo(f"  hits: {p.hits}" + (f"; part of the published {p.part_of} average" if p.part_of else ""))
     if p.notes:
         click.echo(f"  notes: {p.notes}")
     for t in p.topic_sets:
-        click.echo(f"  topics {t.name}" + (f" ({t.title})" if t.title else "") + f": {' | '.join(t.topics)}")
+        click.echo(f"  topics {t.name}" + (f" ({t.title})" if t.title else "") + f": {' | '.join(t.topics)}"
+                   + (f"; split {t.split}" if t.split else "") + (f"; SMART numbering by {t.smart_ids}" if t.smart_ids else ""))
         click.echo(f"    qrels ({t.qrels_format}): {' | '.join(t.qrels)}")
         if t.encoded_queries:
             click.echo(f"    cached queries: {' | '.join(t.encoded_queries)}")

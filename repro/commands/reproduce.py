@@ -18,7 +18,9 @@ from repro.reproduce.preset import STAGES
               help="SPLADE queries: the preset's pre-encoded files, or encode the topics with the model "
                    "[default: cached where the preset has a file here, else encode].")
 @click.option("--model", default=None, help="Use this model instead of the preset's (folder or hub ID).")
-def command(preset, workdir, runs_dir, dry_run, from_stage, force, queries, model):
+@click.option("--source", default=None, metavar="DIR",
+              help="A local BEIR folder (corpus.jsonl, queries.jsonl, qrels/) instead of the preset's ir_datasets IDs.")
+def command(preset, workdir, runs_dir, dry_run, from_stage, force, queries, model, source):
     """Run PRESET: encode -> index -> (encode queries) -> search -> evaluate, then compare with published numbers.
 
     A stage whose outputs exist and whose settings and input checksums are unchanged is skipped.
@@ -28,11 +30,12 @@ def command(preset, workdir, runs_dir, dry_run, from_stage, force, queries, mode
       repro reproduce cranfield.splade-tiny                      # about 2 minutes on 2 CPU cores
       repro reproduce msmarco-v1-passage.splade-pp-ed --dry-run  # the plan, as repro commands
       repro reproduce cacm.splade-tiny --from-stage search
+      repro reproduce beir-scifact.bm25 --source ~/beir/scifact/   # a BEIR zip, unzipped
     """
     from repro.reproduce.plan import reproduce, summary
 
     plan = reproduce(preset, workdir=workdir, runs_dir=runs_dir, dry_run=dry_run, from_stage=from_stage, force=force,
-                     queries=queries, model=model, echo=click.echo)
+                     queries=queries, model=model, echo=click.echo, source=source)
     if not dry_run:
         text = summary(plan)
         if text:

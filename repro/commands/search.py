@@ -17,7 +17,10 @@ from repro.errors import success
 @click.option("--topics", "-t", default=None, help="Topics (text): TSV, TREC, Cranfield .qry or ir_datasets ID.")
 @click.option("--model", "-m", default=None, help="SPLADE model to encode text topics (impact indexes).")
 @click.option("--encoded-queries", default=None, help="Already-encoded queries (Anserini query TSV, .gz ok).")
-@click.option("--topic-format", default="auto", show_default=True, help="auto|tsv|trec|smart|irds")
+@click.option("--topic-format", default="auto", show_default=True, help="auto|tsv|jsonl|beir|trec|smart|irds")
+@click.option("--split", default="test", show_default=True, help="BEIR folder topics: the split whose judged queries are searched.")
+@click.option("--smart-ids", type=click.Choice(["position", "ids"]), default=None,
+              help="SMART topics: number queries by position in the file [default] or by their .I ids.")
 @click.option("--output", "-o", required=True, type=click.Path(path_type=Path), help="Run file to write (e.g. runs/x.trec).")
 @click.option("--hits", "-k", default=defaults.HITS, show_default=True, help="Documents per query.")
 @click.option("--threads", type=int, default=None, help="Search threads (default: all cores).")
@@ -34,7 +37,7 @@ from repro.errors import success
 @click.option("--allow-empty", is_flag=True, help="Write the run even if it has no lines or most queries got nothing.")
 @click.option("--allow-other-model", is_flag=True, help="Search with a --model other than the one the index was encoded with.")
 @click.option("--force", is_flag=True, help="Replace an earlier run file written by repro search.")
-def command(index, topics, model, encoded_queries, topic_format, output, hits, threads, query_max_length, factor, tag, java_memory, backend, runtime, query_cut, heap_factor, allow_empty, allow_other_model, force):
+def command(index, topics, model, encoded_queries, topic_format, split, smart_ids, output, hits, threads, query_max_length, factor, tag, java_memory, backend, runtime, query_cut, heap_factor, allow_empty, allow_other_model, force):
     """Search INDEX and write a TREC run (ties broken by document id; see docs/search.md).
 
     \b
@@ -42,6 +45,7 @@ def command(index, topics, model, encoded_queries, topic_format, output, hits, t
       repro search indexes/msmarco.splade --encoded-queries topics.dev.splade-pp-ed.tsv.gz -o runs/x.trec
       repro search indexes/cran.seismic -t cran.qry -m splade-tiny --runtime onnx -o runs/cran.seismic.trec
       repro search indexes/cran.bm25 -t cran.qry -o runs/cran.bm25.trec
+      repro search indexes/scifact.bm25 -t beir/scifact/ --split test -o runs/scifact.bm25.trec
     """
     check_max_length(query_max_length, "--query-max-length")
     from repro.search.run import run_search
@@ -50,7 +54,7 @@ def command(index, topics, model, encoded_queries, topic_format, output, hits, t
                       topic_format=topic_format, hits=hits, threads=threads, query_max_length=query_max_length,
                       factor=factor, tag=tag, memory=java_memory, backend=backend, runtime=runtime,
                       query_cut=query_cut, heap_factor=heap_factor, force=force, allow_empty=allow_empty,
-                      allow_other_model=allow_other_model)
+                      allow_other_model=allow_other_model, split=split, smart_ids=smart_ids)
     truncated = f", {info['truncated_queries']} truncated at {query_max_length} tokens" if model else ""
     success(f"{info['queries']} queries -> {output} ({info['lines']} lines; {info['empty_queries']} empty queries, "
             f"{info['queries_without_results']} without results{truncated})")

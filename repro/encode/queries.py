@@ -38,14 +38,14 @@ def query_encoder(model: str, *, runtime: str = "torch", max_length: int = 64, d
 def encode_topics(
     source: str, output: Path, *, model: str, fmt: str = "auto", factor: float = 100, max_length: int = 64,
     batch_size: int = 32, device: str | None = None, dtype: str = "float32", threads: int | None = None,
-    runtime: str = "torch", force: bool = False,
+    runtime: str = "torch", force: bool = False, split: str = "test", smart_ids: str | None = None,
 ) -> dict[str, Any]:
     """Encode topics into ``qid<TAB>tok tok ...`` lines (token repeated weight times)."""
     from repro.formats.anserini_queries import query_line
 
     output = Path(output)
     prepare_output(output, "encode-queries", inputs=[source, model], force=force)
-    topics = read_topics(source, fmt)
+    topics = read_topics(source, fmt, smart_ids=smart_ids, split=split)
     encoder = query_encoder(model, runtime=runtime, max_length=max_length, device=device, dtype=dtype, threads=threads)
     vectors = encoder.encode(list(topics.values()), factor=factor, batch_size=batch_size)
     with atomic_write(output) as handle:

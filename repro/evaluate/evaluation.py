@@ -99,6 +99,8 @@ class Evaluation:
         significance: bool = False,
         permutations: int = 10_000,
         seed: int = 0,
+        baseline: str | None = None,
+        correction: str = "holm",
     ) -> dict[str, pd.DataFrame]:
         """Tables for the requested statistics over per-query values (see `repro.evaluate.significance`)."""
         import pandas as pd
@@ -125,15 +127,38 @@ class Evaluation:
             tables["bootstrap"] = pd.DataFrame(rows).set_index(["run", "measure"])
         if significance:
             if len(self.runs) < 2:
-                raise ReproError("--significance compares runs with the first one: give at least two runs")
-            base = self.runs[0]
+                raise ReproError("--significance compares runs with a baseline: give at least two runs")
+            base = self.baseline_run(baseline)
+            others = [r for r in self.runs if r is not base]
+            # the family of a correction: every test in the table (each run against the baseline, on each
+            # measure), one family per test kind; conservative, and what a reader of the table sees
+            pairs = [(r, m) for r in others for m in measures]
+            tests = [stats.compare(base.per_query[m], r.per_query[m], permutations=permutations, seed=seed)
+                     for r, m in pairs]
+            adj_t = stats.adjust([t["p_ttest"] for t in tests], correction)
+            adj_r = stats.adjust([t["p_randomization"] for t in tests], correction)
             rows = []
-            for r in self.runs[1:]:
-                for m in measures:
-                    test = stats.compare(base.per_query[m], r.per_query[m], permutations=permutations, seed=seed)
-                    rows.append({"run": r.name, "baseline": base.name, "measure": m, **test})
+            for (r, m), test, pt, pr in zip(pairs, tests, adj_t, adj_r):
+                wins, ties, losses = stats.wins_ties_losses(base.per_query[m], r.per_query[m])
+                rows.append({"run": r.name, "baseline": base.name, "measure": m, **test,
+                             "p_ttest_adj": pt, "p_randomization_adj": pr, "correction": correction,
+                             "wins": wins, "ties": ties, "losses": losses})
             tables["significance"] = pd.DataFrame(rows).set_index(["run", "measure"])
         return tables
+
+    def baseline_run(self, baseline: str | None) -> RunEvaluation:
+        """The run named ``baseline`` (its path as given or its table label); the first run by default."""
+        if baseline is None:
+            return self.runs[0]
+        labels = self.labels()
+        for r in self.runs:
+            if baseline in (r.name, labels[r.name]) or Path(baseline).resolve() == Path(r.name).resolve():
+                return r
+        raise ReproError(f"--baseline {baseline!r} is not one of the runs given ({', '.join(labels.values())})")
+
+    def labels(self) -> dict[str, str]:
+        """Run name -> short label for tables (see `run_labels`)."""
+        return dict(zip((r.name for r in self.runs), run_labels([r.name for r in self.runs])))
 
     def _is_mean(self, measure: str) -> bool:
         import ir_measures
@@ -185,6 +210,28 @@ def _check_params(measure, token: str) -> None:
         if isinstance(rel, bool) or not isinstance(rel, int) or rel < 1:
             raise ReproError(f"bad measure {token!r}: rel={rel!r} must be a whole number >= 1, the lowest grade that "
                              f"counts as relevant (e.g. AP(rel=2) for TREC DL)")
+def run_labels(names: Sequence[str]) -> list[str]:
+    """Table labels for run files: the file name without ``.trec``/``.txt``/``.run``/``.gz``; when two
+    clash, each clashing one gets as many trailing path parts as make it unique (``a/x``, ``b/x``)."""
+    def stem(path: Path) -> str:
+        name = path.name
+        for suffix in (".gz", ".trec", ".txt", ".run", ".tsv"):
+            name = name.removesuffix(suffix)
+        return name or path.name
+
+    paths = [Path(n) for n in names]
+    labels = [stem(p) for p in paths]
+    for depth in range(1, 64):
+        clashing = {lab for lab in labels if labels.count(lab) > 1}
+        if not clashing:
+            break
+        for i, p in enumerate(paths):
+            if labels[i] in clashing:
+                parts = p.parent.parts[-depth:] if depth <= len(p.parent.parts) else p.parent.parts
+                labels[i] = "/".join([*parts, stem(p)])
+        if depth > max(len(p.parts) for p in paths):
+            break
+    return labels
 
 
 def parse_measures(texts: Iterable[str]) -> list:
@@ -422,3 +469,71 @@ def _top_rows(run: Run, eval_idx: np.ndarray, k: int, *, exact: bool) -> np.ndar
             keep[tied[order[:extra]]] = False
         mask[a:b] = keep
     return mask
+
+
+def relabel(table: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:
+    """The table with run paths replaced by their short labels (index level and baseline column)."""
+    table = table.copy()
+    if "run" in (table.index.names or []):
+        if table.index.nlevels == 1:
+            table.index = table.index.map(lambda v: labels.get(v, v))
+            table.index.name = "run"
+        else:
+            level = table.index.names.index("run")
+            table.index = table.index.set_levels(
+                [labels.get(v, v) for v in table.index.levels[level]], level=level, verify_integrity=False)
+    if "baseline" in table.columns:
+        table["baseline"] = table["baseline"].map(lambda v: labels.get(v, v))
+    return table
+
+
+def format_significance(table: pd.DataFrame, labels: dict[str, str], width: int = 100) -> str:
+    """The significance table for a terminal (at most ``width`` columns): one line per run and measure.
+
+    Columns: the baseline's and the run's mean, their difference, paired t-test and randomization
+    p-values, each raw and corrected (``*``: the correction named in the heading), and per-query
+    wins/ties/losses against the baseline.
+    """
+    if table.empty:
+        return "(no mean measures to test)"
+    first = table.iloc[0]
+    correction = first["correction"]
+    base_label = labels.get(first["baseline"], first["baseline"])
+    rows = []
+    for (run, measure), row in table.iterrows():
+        rows.append([labels.get(run, run), measure, f"{row['baseline_value']:.4f}", f"{row['value']:.4f}",
+                     f"{row['delta']:+.4f}", _p(row["p_ttest"]), _p(row["p_ttest_adj"]), _p(row["p_randomization"]),
+                     _p(row["p_randomization_adj"]), f"{row['wins']}/{row['ties']}/{row['losses']}"])
+    head = ["run", "measure", "base", "value", "delta", "p_t", "p_t*", "p_rand", "p_rand*", "W/T/L"]
+    fixed = sum(max(len(h), *(len(r[i]) for r in rows)) + 1 for i, h in enumerate(head) if i)
+    run_width = max(8, min(max(len(r[0]) for r in rows), width - fixed - 1))
+    for r in rows:
+        if len(r[0]) > run_width:
+            r[0] = "…" + r[0][-(run_width - 1):]
+    widths = [run_width] + [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head) if i]
+    lines = [f"baseline: {base_label}; p_t = paired t-test, p_rand = paired randomization test; "
+             f"* = {correction if correction != 'none' else 'no'} correction over the {len(rows)} tests of the table; "
+             "W/T/L = queries better/equal/worse than the baseline"]
+    lines = _wrap(lines[0], width)
+    fmt = lambda cells: " ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+    lines.append(fmt(head))
+    previous = None
+    for r in rows:
+        shown = list(r)
+        if r[0] == previous:
+            shown[0] = ""
+        previous = r[0]
+        lines.append(fmt(shown).rstrip())
+    return "\n".join(lines)
+
+
+def _p(value: float) -> str:
+    if value != value:  # NaN
+        return "nan"
+    return f"{value:.4f}" if value >= 0.0001 else f"{value:.0e}"
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text, width)

@@ -131,3 +131,40 @@ def compare(baseline, other, *, permutations: int = 10_000, seed: int = 0) -> di
         "p_ttest": p_t,
         "p_randomization": randomization_test(base, oth, permutations=permutations, seed=seed),
     }
+
+
+CORRECTIONS = ("holm", "bonferroni", "none")
+
+
+def adjust(pvalues, method: str = "holm") -> list[float]:
+    """Multiple-comparison adjusted p-values (family = the values given), in the input order.
+
+    Bonferroni: min(1, m p). Holm (step-down, uniformly more powerful than Bonferroni with the same
+    family-wise error guarantee): sort ascending, p_(i) * (m - i + 1), made monotone, capped at 1.
+    NaN p-values (too few queries) stay NaN and do not count in m.
+    """
+    if method not in CORRECTIONS:
+        raise ValueError(f"correction must be one of {', '.join(CORRECTIONS)}, not {method!r}")
+    values = [float(p) for p in pvalues]
+    valid = [i for i, p in enumerate(values) if not math.isnan(p)]
+    m = len(valid)
+    out = list(values)
+    if method == "none" or m == 0:
+        return out
+    if method == "bonferroni":
+        for i in valid:
+            out[i] = min(1.0, values[i] * m)
+        return out
+    running = 0.0
+    for rank, i in enumerate(sorted(valid, key=lambda j: values[j])):
+        running = max(running, min(1.0, values[i] * (m - rank)))
+        out[i] = running
+    return out
+
+
+def wins_ties_losses(baseline, other, *, tolerance: float = 1e-9) -> tuple[int, int, int]:
+    """Queries where ``other`` beats, equals (within ``tolerance``) or trails the baseline."""
+    diff = _values(other) - _values(baseline)
+    wins = int((diff > tolerance).sum())
+    losses = int((diff < -tolerance).sum())
+    return wins, len(diff) - wins - losses, losses

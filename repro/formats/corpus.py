@@ -1,4 +1,7 @@
-"""Corpus readers: TSV, Anserini/BEIR JSONL, Cranfield SMART and ir_datasets, with validation.
+"""Corpus readers: TSV, Anserini/BEIR JSONL, BEIR folders, TREC SGML, SMART and ir_datasets, with validation.
+
+The BEIR, TREC and SMART readers live in their own modules (`repro.formats.beir`, `.trec`,
+`.smart`); this module picks one and applies the checks common to all.
 
 Every reader yields `Doc` in file order (the order defines encode shards, so it must be stable)
 and raises `BadInputError` naming the file and line for a malformed record, unless the caller
@@ -16,12 +19,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from repro.formats import irds
+from repro.formats import beir, irds, smart, trec
 from repro.errors import BadInputError, ReproError, short
 from repro.formats.ids import clean_id, id_problem
-from repro.formats.textio import ReadCounts, iter_lines
+from repro.formats.textio import ReadCounts, head_text, iter_lines
 
-FORMATS = ("auto", "tsv", "jsonl", "smart", "irds")
+FORMATS = ("auto", "tsv", "jsonl", "beir", "trec", "smart", "irds")
 
 
 @dataclass(frozen=True)
@@ -36,17 +39,27 @@ def detect_format(source: str | Path) -> str:
     if path is None:
         return "irds"
     if path.is_dir():
-        raise ReproError("is a folder; give a corpus file (.tsv, .jsonl, .smart or cran.all*, optionally gzipped) "
-                         "or an ir_datasets ID", path)
+        if beir.is_folder(path):
+            return "beir"
+        raise ReproError("is a folder but not a BEIR folder (corpus.jsonl, queries.jsonl, qrels/); give a corpus file "
+                         "(.tsv, .jsonl, .smart or cran.all*, optionally gzipped), a BEIR folder or an ir_datasets ID", path)
     name = path.name.lower().removesuffix(".gz")
+    head = head_text(path)
+    if trec.looks_like_documents(head):
+        return "trec"
+    if head.startswith(".I"):
+        return "smart"
     if name.endswith((".tsv", ".txt")):
         return "tsv"
     if name.endswith((".jsonl", ".json")):
         return "jsonl"
     if name.startswith("cran.all") or name.endswith(".smart"):
         return "smart"
+    if name.endswith((".trec", ".sgml")):
+        return "trec"
     raise ReproError("cannot tell the corpus format from the file name (expected .tsv, .txt, .jsonl, .json, "
-                     ".smart or cran.all*, optionally .gz); rename it or pass --format tsv|jsonl|smart", path)
+                     ".trec, .sgml, .smart or cran.all*, optionally .gz); rename it or pass --format "
+                     "tsv|jsonl|beir|trec|smart", path)
 
 
 def iter_docs(
@@ -55,7 +68,8 @@ def iter_docs(
     """Yield the documents of a corpus, checking ids are present and unique."""
     stats = stats if stats is not None else ReadCounts()
     fmt = detect_format(source) if fmt == "auto" else fmt
-    readers = {"tsv": _iter_tsv, "jsonl": _iter_jsonl, "smart": _iter_smart, "irds": _iter_irds}
+    readers = {"tsv": _iter_tsv, "jsonl": _iter_jsonl, "beir": _iter_beir, "trec": _iter_trec, "smart": _iter_smart,
+               "irds": _iter_irds}
     if fmt not in readers:
         raise ReproError(f"unknown corpus format {fmt!r}; choose one of {', '.join(FORMATS)}")
     seen: dict[str, str] = {}
@@ -127,39 +141,25 @@ def _iter_jsonl(source, skip, stats) -> Iterator[tuple[tuple, Doc]]:
 
 
 def _iter_smart(source, skip, stats) -> Iterator[tuple[tuple, Doc]]:
-    """SMART format (Cranfield): `.I id`, then fields `.T .A .B .W`; title + text are indexed."""
+    """SMART: title (.T) and text (.W) are indexed; see `repro.formats.smart`."""
     path = Path(source)
-    for start, doc_id, fields in iter_smart_records(path, stats):
-        title, body = " ".join(fields.get("T", "").split()), " ".join(fields.get("W", "").split())
-        # Cranfield repeats the title as the first words of .W; do not count it twice.
-        text = body if body.startswith(title) else " ".join(t for t in (title, body) if t)
+    for start, doc_id, text in smart.iter_documents(path, stats):
         yield (path, start), Doc(doc_id, text)
 
 
-def iter_smart_records(path: Path, stats: ReadCounts | None = None) -> Iterator[tuple[int, str, dict[str, str]]]:
-    """Yield (line of `.I`, id, {field letter: text}) for a SMART-format file."""
-    current: tuple[int, str] | None = None
-    fields: dict[str, list[str]] = {}
-    field_name: str | None = None
-    for lineno, line in iter_lines(path, stats):
-        if line.startswith(".I"):
-            if current is not None:
-                yield current[0], current[1], {k: "\n".join(v).strip() for k, v in fields.items()}
-            if not line[2:].strip():
-                raise BadInputError("'.I' line without an id", path, lineno)
-            doc_id = clean_id(line[2:], "'.I' id", path, lineno)
-            current, fields, field_name = (lineno, doc_id), {}, None
-        elif len(line) >= 2 and line[0] == "." and line[1].isalpha() and line[2:].strip() == "":
-            if current is None:
-                raise BadInputError(f"field {line!r} before the first '.I' line", path, lineno)
-            field_name = line[1]
-            fields.setdefault(field_name, [])
-        elif field_name is not None:
-            fields[field_name].append(line)
-        elif line.strip():
-            raise BadInputError(f"text outside any field: {short(line)!r}", path, lineno)
-    if current is not None:
-        yield current[0], current[1], {k: "\n".join(v).strip() for k, v in fields.items()}
+def _iter_beir(source, skip, stats) -> Iterator[tuple[tuple, Doc]]:
+    """BEIR folder (or its corpus.jsonl): title and text joined as `repro.formats.beir` says."""
+    path = Path(source)
+    corpus = path if path.is_file() else beir._need(path, "corpus.jsonl")
+    for lineno, doc_id, text in beir.iter_corpus(path, skip, stats):
+        yield (corpus, lineno), Doc(doc_id, text)
+
+
+def _iter_trec(source, skip, stats) -> Iterator[tuple[tuple, Doc]]:
+    """TREC SGML: Anserini TrecCollection's content tags; see `repro.formats.trec`."""
+    path = Path(source)
+    for start, doc_id, text in trec.iter_documents(path, stats):
+        yield (path, start), Doc(doc_id, text)
 
 
 def _iter_irds(source, skip, stats) -> Iterator[tuple[tuple, Doc]]:

@@ -69,7 +69,8 @@ def offline_error(dataset_id: str, what: str, err: BaseException) -> ReproError:
     """The message for a download that failed: the normal state on a machine without network."""
     return ReproError(
         f"ir_datasets could not provide the {what} of {dataset_id!r} ({type(err).__name__}); "
-        "no network? Pre-place the files under $IR_DATASETS_HOME or pass a local file instead"
+        "no network? Pre-place the files under $IR_DATASETS_HOME, pass a local file instead, or give a preset "
+        "a local BEIR folder with `repro reproduce PRESET --source DIR`"
     )
 
 

@@ -116,6 +116,16 @@ def open_input(path: str | Path) -> BinaryIO:
     return handle
 
 
+def head_text(path: str | Path, size: int = 1024) -> str:
+    """The first ``size`` bytes of an input as text (decompressed, BOM dropped), to sniff its format."""
+    path = Path(path)
+    with open_input(path) as handle:
+        try:
+            return handle.read(size).decode("utf-8", errors="replace")
+        except (OSError, EOFError, gzip.BadGzipFile) as err:
+            raise ReproError(f"cannot read: {err}", path) from err
+
+
 def open_binary(path: Path) -> BinaryIO:
     """Kept for callers that only need the bytes: the same as `open_input`."""
     return open_input(path)

@@ -1,8 +1,10 @@
-"""Topic (query) readers: TSV, TREC/CACM SGML-style, Cranfield SMART, and ir_datasets.
+"""Topic (query) readers: TSV, BEIR folders and queries.jsonl, TREC/CACM SGML, SMART, and ir_datasets.
 
 Cranfield's qrels number queries 1..225 by their POSITION in cran.qry, while the file's own
-`.I` ids run 001..365 with gaps; `read_topics` numbers SMART queries by position for that reason
-(`--smart-ids original` keeps the `.I` ids instead).
+`.I` ids run 001..365 with gaps. SMART query numbering is explicit (``smart_ids``: ``position`` or
+``ids``; see `repro.formats.smart`): position by default, which is right for Cranfield. The BEIR,
+TREC and SMART readers live in `repro.formats.beir`, `.trec` and `.smart`; a BEIR folder gives the
+queries of one ``split``.
 
 Files are opened by `repro.formats.textio.open_input` (gzip recognised by content, a leading UTF-8
 BOM dropped, UTF-16 refused by name); ids follow `repro.formats.ids` (surrounding whitespace
@@ -11,52 +13,53 @@ stripped, whitespace inside refused with file and line).
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from repro.formats import irds
-from repro.formats.corpus import iter_smart_records
+from repro.formats import beir, smart, trec
 from repro.errors import BadInputError, ReproError, short
 from repro.formats.ids import clean_id
-from repro.formats.textio import ReadCounts, iter_lines, open_input
+from repro.formats.textio import ReadCounts, head_text, iter_lines
 
-TOPIC_FORMATS = ("auto", "tsv", "trec", "smart", "irds")
+TOPIC_FORMATS = ("auto", "tsv", "jsonl", "beir", "trec", "smart", "irds")
 
 
 def detect_topic_format(source: str | Path) -> str:
     path = irds.local_source(source, "topics")
     if path is None:
         return "irds"
+    if path.is_dir():
+        if beir.is_folder(path):
+            return "beir"
+        raise ReproError("is a folder but not a BEIR folder (queries.jsonl, qrels/); give a topics file (TSV, TREC, "
+                         ".qry, queries.jsonl), a BEIR folder or an ir_datasets ID", path)
     name = path.name.lower().removesuffix(".gz")
     if name.endswith(".qry"):
         return "smart"
-    if path.is_dir():
-        raise ReproError("is a folder; give a topics file (TSV, TREC, .qry) or an ir_datasets ID", path)
-    if _head(path).lstrip().startswith(("<top", "<DOC", "<doc")):
+    if name.endswith(".jsonl"):
+        return "jsonl"
+    head = head_text(path).lstrip()
+    if head.startswith(("<top", "<DOC", "<doc")):
         return "trec"
+    if head.startswith(".I"):
+        return "smart"
     return "tsv"
 
 
-def _head(path: Path) -> str:
-    """The first kilobyte of a file (decompressed, BOM dropped: `open_input`) to sniff its format."""
-    with open_input(path) as handle:
-        try:
-            return handle.read(1024).decode("utf-8", errors="replace")
-        except (OSError, EOFError) as err:
-            raise ReproError(f"cannot read: {err}", path) from err
-
-
 def read_topics(
-    source: str | Path, fmt: str = "auto", smart_ids: str = "position", stats: ReadCounts | None = None
+    source: str | Path, fmt: str = "auto", smart_ids: str | None = "position", stats: ReadCounts | None = None,
+    split: str | None = "test",
 ) -> dict[str, str]:
     """Return {query id: text} in file order; duplicate ids and empty ids are errors."""
     fmt = detect_topic_format(source) if fmt == "auto" else fmt
     if fmt == "tsv":
         return _read_tsv(Path(source), stats)
+    if fmt in ("beir", "jsonl"):
+        return {q: text for q, (_, text) in beir.read_queries(source, split if fmt == "beir" else None, stats).items()}
     if fmt == "trec":
-        return _read_trec(Path(source), stats)
+        return {q: " ".join(text.split()) for q, (_, text) in trec.read_topics(source, stats).items()}
     if fmt == "smart":
-        return _read_smart(Path(source), smart_ids, stats)
+        return {q: text for q, (_, text) in smart.read_queries(source, smart_ids or "position", stats).items()}
     if fmt == "irds":
         topics: dict[str, str] = {}
         for q in irds.iterate(str(source), "queries"):
@@ -83,45 +86,4 @@ def _read_tsv(path: Path, stats: ReadCounts | None) -> dict[str, str]:
         _put(topics, qid.strip(), text.strip(), path, lineno)
     if not topics:
         raise ReproError("no topics in file", path)
-    return topics
-
-
-_NUM = re.compile(r"<(?:num|DOCNO)>\s*(?:Number:)?\s*([^<\s]+)", re.IGNORECASE)
-_TITLE = re.compile(r"<title>\s*(?:Topic:)?(.*?)(?=<|$)", re.IGNORECASE | re.DOTALL)
-
-
-def _read_trec(path: Path, stats: ReadCounts | None) -> dict[str, str]:
-    """TREC `<top><num><title>` topics (title field) and CACM's `<DOC><DOCNO>` + free text."""
-    topics: dict[str, str] = {}
-    block: list[str] = []
-    start = 0
-    for lineno, line in iter_lines(path, stats):
-        if re.match(r"\s*<(top|DOC)>", line, re.IGNORECASE):
-            block, start = [], lineno
-        block.append(line)
-        if re.match(r"\s*</(top|DOC)>", line, re.IGNORECASE):
-            raw = "\n".join(block)
-            num = _NUM.search(raw)
-            if not num:
-                raise BadInputError("topic without <num> or <DOCNO>", path, start)
-            title = _TITLE.search(raw)
-            if title:
-                text = title.group(1)
-            else:  # CACM: the query is the text after </DOCNO>
-                text = re.sub(r"<[^>]+>", " ", raw[num.end():])
-            _put(topics, num.group(1).strip(), " ".join(text.split()), path, start)
-            block = []
-    if not topics:
-        raise ReproError("no <top> or <DOC> topics found", path)
-    return topics
-
-
-def _read_smart(path: Path, smart_ids: str, stats: ReadCounts | None) -> dict[str, str]:
-    topics: dict[str, str] = {}
-    for position, (lineno, qid, fields) in enumerate(iter_smart_records(path, stats), start=1):
-        text = " ".join(fields.get("W", "").split())
-        key = str(position) if smart_ids == "position" else str(int(qid)) if qid.isdigit() else qid
-        _put(topics, key, text, path, lineno)
-    if not topics:
-        raise ReproError("no '.I' queries found", path)
     return topics

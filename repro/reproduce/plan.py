@@ -21,6 +21,7 @@ from __future__ import annotations
 import enum
 import json
 import shlex
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -93,6 +94,23 @@ class Plan:
     model_label: str | None  # what the preset or --model said
     queries_mode: dict[str, str]  # topic set -> cached | encode (splade only)
     steps: list[Step] = field(default_factory=list)
+    source: str | None = None  # --source: a local BEIR folder replacing the preset's corpus, topics and qrels
+
+    def corpus(self) -> str:
+        return self.source or choose(self.preset.corpus, "corpus")
+
+    def topics(self, ts: TopicSet) -> str:
+        return self.source or choose(ts.topics, f"topics of {ts.name}")
+
+    def qrels(self, ts: TopicSet) -> str:
+        return self.source or choose(ts.qrels, f"qrels of {ts.name}")
+
+    def topic_args(self, ts: TopicSet, topics: str) -> list[str]:
+        """--split for a BEIR folder and --smart-ids for SMART topics, as the topic set says."""
+        from repro.formats import beir
+
+        args = ["--split", ts.split or ts.name] if beir.is_folder(topics) else []
+        return args + (["--smart-ids", ts.smart_ids] if ts.smart_ids else [])
 
     def run_file(self, ts: TopicSet) -> Path:
         return run_file(self.runs_dir, self.preset.name, ts.name)
@@ -129,6 +147,11 @@ def fingerprint(item: str | Path) -> str:
     if path.is_dir():
         if (path / DIR_MANIFEST).is_file():
             return "manifest:" + _file_hash(path / DIR_MANIFEST)
+        from repro.formats import beir
+
+        if beir.is_folder(path):  # a BEIR folder: corpus, queries and every qrels file
+            files = sorted(p for p in path.rglob("*") if p.is_file())
+            return "beir:" + config_digest({str(p.relative_to(path)): _file_hash(p) for p in files})
         files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in (".json", ".safetensors", ".bin", ".txt", ".model"))
         return "files:" + config_digest({p.name: _file_hash(p) for p in files})
     if str(item).startswith(("/", ".", "~")) or Path(str(item)).suffix:
@@ -175,10 +198,19 @@ def _write_record(plan: Plan, step: Step) -> None:
 
 # --- planning -----------------------------------------------------------------------------------
 def make_plan(preset: Preset | str, *, workdir: Path | str = "work", runs_dir: Path | str | None = None,
-              queries: str | None = None, model: str | None = None) -> Plan:
-    """Every step of a reproduction, in order, each as the `repro` command that does it."""
+              queries: str | None = None, model: str | None = None, source: str | Path | None = None) -> Plan:
+    """Every step of a reproduction, in order, each as the `repro` command that does it.
+
+    ``source``: a local BEIR folder used instead of the preset's corpus, topics and qrels locations.
+    """
     if not isinstance(preset, Preset):
         preset = load_preset(preset)
+    if source is not None:
+        from repro.formats import beir
+
+        if not beir.is_folder(source):
+            raise ReproError("--source must be a BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv)", source)
+        source = str(Path(source).resolve())
     if queries not in (None, "cached", "encode"):
         raise ReproError("--queries must be cached or encode")
     if preset.retrieval == "bm25" and (model or queries):
@@ -201,7 +233,7 @@ def make_plan(preset: Preset | str, *, workdir: Path | str = "work", runs_dir: P
                     f"--queries cached: topic set {ts.name} has no cached query file here"
                     + (f" (looked for {ts.encoded_queries[0]})" if ts.encoded_queries else " (the preset lists none)"))
             modes[ts.name] = "encode" if queries == "encode" or not cached else "cached"
-    plan = Plan(preset, work, runs, encoder_model, label, modes)
+    plan = Plan(preset, work, runs, encoder_model, label, modes, source=source)
     if preset.retrieval == "splade":
         _splade_steps(plan)
     else:
@@ -218,7 +250,7 @@ def _fetch_model(plan: Plan) -> Callable[[], None] | None:
 
 def _splade_steps(plan: Plan) -> None:
     p, work, model = plan.preset, plan.workdir, plan.model
-    corpus = choose(p.corpus, "corpus")
+    corpus = plan.corpus()
     coll, index = work / "collection", work / "index"
     factor = _num(p.factor)
     argv = ["repro", "encode", corpus, "-m", model, "-o", str(coll)]
@@ -234,7 +266,7 @@ def _splade_steps(plan: Plan) -> None:
     plan.steps.append(Step("index", "index", ["repro", "index", str(coll), "-o", str(index)], {"kind": "impact"},
                            [str(coll)], [index]))
     for ts in p.topic_sets:
-        topics = choose(ts.topics, f"topics of {ts.name}")
+        topics = plan.topics(ts)
         if plan.queries_mode[ts.name] == "cached":
             qfile = choose(ts.encoded_queries, f"cached queries of {ts.name}")
         else:
@@ -243,6 +275,7 @@ def _splade_steps(plan: Plan) -> None:
                      "--max-length", str(p.query_max_length), "--factor", factor]
             if ts.topic_format != "auto":
                 qargv += ["--format", ts.topic_format]
+            qargv += plan.topic_args(ts, topics)
             plan.steps.append(Step(f"queries.{ts.name}", "queries", qargv,
                                    {"max_length": p.query_max_length, "factor": float(p.factor), "model": model,
                                     "format": ts.topic_format}, [topics, model], [Path(qfile)],
@@ -252,13 +285,14 @@ def _splade_steps(plan: Plan) -> None:
 
 def _bm25_steps(plan: Plan) -> None:
     p, work = plan.preset, plan.workdir
-    corpus = choose(p.corpus, "corpus")
+    corpus = plan.corpus()
     index = work / "index"
     plan.steps.append(Step("index", "index", ["repro", "index", corpus, "--bm25", "-o", str(index)], {"kind": "bm25"},
                            [corpus], [index]))
     for ts in p.topic_sets:
-        topics = choose(ts.topics, f"topics of {ts.name}")
+        topics = plan.topics(ts)
         extra = ["-t", topics] + (["--topic-format", ts.topic_format] if ts.topic_format != "auto" else [])
+        extra += plan.topic_args(ts, topics)
         _search_and_evaluate(plan, ts, index, extra, [topics], {"topic_format": ts.topic_format})
 
 
@@ -271,7 +305,7 @@ def _search_and_evaluate(plan: Plan, ts: TopicSet, index: Path, query_args: list
                            ["repro", "search", str(index), *query_args, "-o", str(run), "--hits", str(p.hits),
                             "--tag", tag],
                            {"hits": p.hits, "tag": tag, **config}, [str(index), *query_inputs], [run]))
-    qrels_source = choose(ts.qrels, f"qrels of {ts.name}")
+    qrels_source = plan.qrels(ts)
     if ts.qrels_format == "cranfield":
         qrels = str(plan.workdir / "qrels" / f"{ts.name}.qrels")
         plan.steps.append(Step(f"qrels.{ts.name}", "evaluate",
@@ -280,9 +314,12 @@ def _search_and_evaluate(plan: Plan, ts: TopicSet, index: Path, query_args: list
     else:
         qrels = qrels_source
     out = plan.eval_file(ts)
+    from repro.formats import beir
+
+    split = (ts.split or ts.name) if beir.is_folder(qrels) else None
     argv = evaluate_argv(str(run), qrels, ts.measures, f"{preset_ref(p)}:{ts.name}", plan.model_label,
-                         plan.queries_mode.get(ts.name), str(out))
-    topics_source = choose(ts.topics, f"topics of {ts.name}")
+                         plan.queries_mode.get(ts.name), str(out), split=split)
+    topics_source = plan.topics(ts)
     plan.steps.append(Step(f"evaluate.{ts.name}", "evaluate", argv,
                            {"measures": list(ts.measures), "queries": ts.queries, "qrels_lines": ts.qrels_lines,
                             "judged_queries": ts.judged_queries},
@@ -300,10 +337,11 @@ def preset_ref(preset: Preset) -> str:
 
 
 def evaluate_argv(run: str, qrels: str, measures, preset_topics: str, model_label: str | None,
-                  queries_mode: str | None, output: str) -> list[str]:
+                  queries_mode: str | None, output: str, split: str | None = None) -> list[str]:
     """The `repro evaluate` command that writes a reproduction's evaluation record (one form, two users:
     the plan builds its step from it, and the record stores it as its own provenance)."""
-    argv = ["repro", "evaluate", run, "--qrels", qrels, *[a for m in measures for a in ("-m", m)],
+    argv = ["repro", "evaluate", run, "--qrels", qrels, *(["--split", split] if split else []),
+            *[a for m in measures for a in ("-m", m)],
             "--record", preset_topics]
     if model_label:
         argv += ["--model-label", model_label]
@@ -317,13 +355,20 @@ def _num(value: float) -> str:
 
 
 # --- evaluation ---------------------------------------------------------------------------------
-def check_counts(ts: TopicSet, topics_source: str, qrels_path: str) -> dict[str, int]:
+def check_counts(ts: TopicSet, topics_source: str, qrels_path: str, split: str = "test") -> dict[str, int]:
     """Topic and qrels counts, checked against what the preset states (a mismatch means other data)."""
     from repro.formats.qrels import read_qrels
-    from repro.formats.topics import read_topics
+    from repro.formats.topics import detect_topic_format, read_topics
 
-    topics = read_topics(topics_source, ts.topic_format)
-    qrels = read_qrels(qrels_path)
+    topics = read_topics(topics_source, ts.topic_format, smart_ids=ts.smart_ids, split=split)
+    qrels = read_qrels(qrels_path, split=split)
+    fmt = detect_topic_format(topics_source) if ts.topic_format == "auto" else ts.topic_format
+    if fmt == "smart":
+        from repro.formats import smart
+
+        warning = smart.numbering_warning(topics_source, ts.smart_ids or "position", qrels.by_query)
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr)
     facts = {"queries": len(topics), "judged_queries": len(qrels.by_query), "qrels_lines": len(qrels)}
     for key, found in facts.items():
         want = getattr(ts, key)
@@ -334,7 +379,8 @@ def check_counts(ts: TopicSet, topics_source: str, qrels_path: str) -> dict[str,
 
 
 def write_evaluation(preset_topics: str, run: Path, qrels: str, measures: list[str], out: Path, *,
-                     model_label: str | None = None, queries_mode: str | None = None) -> dict[str, Any]:
+                     model_label: str | None = None, queries_mode: str | None = None,
+                     split: str | None = None) -> dict[str, Any]:
     """Evaluate a run for a preset's topic set and save aggregate + per-query values with provenance.
 
     The record stores, as its command, the `repro evaluate` line that makes it (`evaluate_argv`).
@@ -346,11 +392,16 @@ def write_evaluation(preset_topics: str, run: Path, qrels: str, measures: list[s
     ts = preset.topic_set(topic_name)
     run = Path(run)
     measures = list(measures or ts.measures)
-    topics_source = choose(ts.topics, f"topics of {ts.name}")
-    counts = check_counts(ts, topics_source, qrels)
-    result = evaluate([run], qrels, measures)
+    from repro.formats import beir
+    from repro.formats.qrels import read_qrels
+
+    # a BEIR folder given as the qrels (`--source DIR`) is also where the topics are
+    topics_source = qrels if beir.is_folder(qrels) else choose(ts.topics, f"topics of {ts.name}")
+    counts = check_counts(ts, topics_source, qrels, split or "test")
+    result = evaluate([run], read_qrels(qrels, split=split or "test"), measures)
     ev = result.runs[0]
-    command = shlex.join(evaluate_argv(str(run), qrels, measures, preset_topics, model_label, queries_mode, str(out)))
+    command = shlex.join(evaluate_argv(str(run), qrels, measures, preset_topics, model_label, queries_mode, str(out),
+                                       split=(split or "test") if beir.is_folder(qrels) else None))
     data = {
         "preset": preset.name,
         "topics": ts.name,
@@ -407,11 +458,11 @@ def run_step(step: Step, status: StepStatus) -> None:
 
 def reproduce(preset: Preset | str, *, workdir: Path | str = "work", runs_dir: Path | str | None = None,
               dry_run: bool = False, from_stage: str | None = None, force: bool = False, queries: str | None = None,
-              model: str | None = None, echo: Callable[[str], None] = print) -> Plan:
+              model: str | None = None, echo: Callable[[str], None] = print, source: str | Path | None = None) -> Plan:
     """Run (or, with dry_run, print) every step of a preset; return the plan with each step's status."""
     if from_stage is not None and from_stage not in STAGES:
         raise ReproError(f"--from-stage must be one of {', '.join(STAGES)}")
-    plan = make_plan(preset, workdir=workdir, runs_dir=runs_dir, queries=queries, model=model)
+    plan = make_plan(preset, workdir=workdir, runs_dir=runs_dir, queries=queries, model=model, source=source)
     p = plan.preset
     redo_from = 0 if force else (STAGES.index(from_stage) if from_stage else len(STAGES))
     echo(f"# {p.name}: {p.description}")

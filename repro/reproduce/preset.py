@@ -48,6 +48,7 @@ _TOP = {
     "hits": (int, False),
     "batch_size": (int, False),
     "notes": (str, False),
+    "part_of": (str, False),  # one part of a published average (BEIR's CQADupStack = the mean of 12 forums)
     "topics": (list, True),
 }
 _TOPICS = {
@@ -55,6 +56,8 @@ _TOPICS = {
     "title": (str, False),
     "topics": ((str, list), True),
     "topic_format": (str, False),
+    "split": (str, False),  # BEIR folder sources: which qrels/<split>.tsv (and its judged queries)
+    "smart_ids": (str, False),  # SMART topics: number queries by "position" or by their .I "ids"
     "qrels": ((str, list), True),
     "qrels_format": (str, False),
     "encoded_queries": ((str, list), False),
@@ -104,6 +107,8 @@ class TopicSet:
     qrels_lines: int | None = None
     judged_queries: int | None = None
     expected: tuple[Expected, ...] = ()
+    split: str | None = None
+    smart_ids: str | None = None
 
 
 @dataclass(frozen=True)
@@ -124,6 +129,7 @@ class Preset:
     hits: int = defaults.HITS
     batch_size: int = defaults.BATCH_SIZE
     notes: str | None = None
+    part_of: str | None = None
 
     def topic_set(self, name: str) -> TopicSet:
         for ts in self.topic_sets:
@@ -320,8 +326,11 @@ def _build(path: Path, data: dict, raw_text: str) -> Preset:
             qrels_format=ts.get("qrels_format", "trec"),
             encoded_queries=_alts(ts["encoded_queries"], "encoded_queries", path) if "encoded_queries" in ts else (),
             queries=ts.get("queries"), qrels_lines=ts.get("qrels_lines"), judged_queries=ts.get("judged_queries"),
-            expected=tuple(expected),
+            expected=tuple(expected), split=ts.get("split"), smart_ids=ts.get("smart_ids"),
         ))
+        if ts.get("smart_ids") not in (None, "position", "ids"):
+            raise ReproError(f"topic set {tname}: smart_ids must be \"position\" or \"ids\"", path,
+                             _line_of(raw_text, "smart_ids"))
     if not topic_sets:
         raise ReproError("a preset needs at least one [[topics]] set", path)
     return Preset(
@@ -331,5 +340,5 @@ def _build(path: Path, data: dict, raw_text: str) -> Preset:
         doc_max_length=data.get("doc_max_length"), query_max_length=data.get("query_max_length", defaults.QUERY_MAX_LENGTH),
         factor=data.get("factor", defaults.DOC_FACTOR), hits=data.get("hits", defaults.HITS),
         batch_size=data.get("batch_size", defaults.BATCH_SIZE),
-        notes=data.get("notes"),
+        notes=data.get("notes"), part_of=data.get("part_of"),
     )

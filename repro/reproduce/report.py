@@ -50,8 +50,11 @@ def render(presets: list[Preset] | None = None, runs_dir: Path | str | None = No
     runs_dir = paths.runs_dir(runs_dir)
     figures_dir = paths.docs_dir(figures_dir)
     by_collection: dict[str, list[Preset]] = defaultdict(list)
+    beir_presets = [p for p in presets if p.collection.startswith(BEIR_PREFIX)]
     for p in presets:
-        by_collection[p.collection].append(p)
+        # BEIR presets are summarised in one table; a BEIR dataset gets its own section once it has results
+        if p not in beir_presets or _has_results(p, runs_dir):
+            by_collection[p.collection].append(p)
     out = [BANNER, "", "# Reproductions: published numbers beside ours", ""]
     out += [
         "Every table below is generated from one preset (`repro/reproduce/presets/<collection>.<model>.toml`) and the",
@@ -69,15 +72,118 @@ def render(presets: list[Preset] | None = None, runs_dir: Path | str | None = No
         have = sum(eval_file(runs_dir, p.name, t.name).is_file() for p in by_collection[coll] for t in p.topic_sets)
         total = sum(len(p.topic_sets) for p in by_collection[coll])
         out.append(f"| [{coll}](#{coll}) | {names} | {have} of {total} topic sets |")
+    if beir_presets:
+        have = sum(_has_results(p, runs_dir) for p in beir_presets)
+        out.append(f"| [BEIR](#beir) | {len(beir_presets)} presets `beir-<dataset>.<model>` | {have} of {len(beir_presets)} |")
     out.append("")
+    if beir_presets:
+        out += beir_summary(beir_presets, runs_dir)
     for coll in sorted(by_collection):
         out += [f"## {coll}", ""]
         figure = f"reproductions-{coll}-ndcg10.png"
         for p in sorted(by_collection[coll], key=lambda x: x.name):
             out += _preset_section(p, runs_dir)
-        if (figures_dir / figure).is_file() and _paired(by_collection[coll], runs_dir):
+        pairs = _paired(by_collection[coll], runs_dir)
+        if (figures_dir / figure).is_file() and pairs:
             out += [f"![per-query nDCG@10, SPLADE minus BM25, {coll}]({figure})", ""]
+        if pairs:
+            out += _significance_section(pairs)
     return "\n".join(out).rstrip() + "\n"
+
+
+BEIR_PREFIX = "beir-"
+BEIR_MODELS = (("bm25", "BM25 flat"), ("splade-pp-ed", "SPLADE++ ED"), ("splade-v3", "SPLADE-v3"))
+
+
+def _has_results(p: Preset, runs_dir: Path) -> bool:
+    return any(eval_file(runs_dir, p.name, t.name).is_file() for t in p.topic_sets)
+
+
+def _mean(values: list[float | None]) -> float | None:
+    return None if not values or any(v is None for v in values) else sum(values) / len(values)
+
+
+def beir_summary(presets: list[Preset], runs_dir: Path) -> list[str]:
+    """Per dataset and averaged: published vs ours for BM25 flat, SPLADE++ ED and SPLADE-v3.
+
+    CQADupStack is published as the mean of its 12 forums (one preset per forum, ``part_of``); its row
+    is that mean, ours only once every forum has been run. The averages are over the 13 datasets of
+    BEIR-13 (the SPLADE papers' set, no CQADupStack) and over those plus CQADupStack (14).
+    """
+    cells: dict[str, dict[str, dict[str, tuple[float | None, float | None]]]] = defaultdict(dict)
+    groups: dict[str, set[str]] = defaultdict(set)
+    for p in presets:
+        dataset, model = p.collection.removeprefix(BEIR_PREFIX), p.name.split(".", 1)[1]
+        if p.part_of:
+            groups[p.part_of].add(dataset)
+        ts = p.topic_sets[0]
+        path = eval_file(runs_dir, p.name, ts.name)
+        data = read_evaluation(path) if path.is_file() else None
+        for measure in ("nDCG@10", "R@100"):
+            published = next((e.value for e in ts.expected if e.measure == measure and e.kind == "published"), None)
+            ours = data["aggregate"].get(measure) if data else None
+            cells[dataset].setdefault(measure, {})[model] = (published, ours)
+    parts = {d for members in groups.values() for d in members}
+    datasets = sorted(d for d in cells if d not in parts)
+    for group, members in groups.items():
+        cells[group] = {m: {model: (_mean([cells[d][m].get(model, (None, None))[0] for d in sorted(members)]),
+                                    _mean([cells[d][m].get(model, (None, None))[1] for d in sorted(members)]))
+                            for model, _ in BEIR_MODELS} for m in ("nDCG@10", "R@100")}
+    singles = [d for d in datasets]
+    rows = sorted([*singles, *groups])
+    run_here = sorted(p.name for p in presets if _has_results(p, runs_dir))
+    averaged = "; ".join(f"CQADupStack is the mean of its {len(members)} forums (one preset each)"
+                         for members in groups.values())
+    intro = (f"{len(presets)} presets: every public BEIR dataset of Pyserini's reproduction matrix, each with BM25 "
+             "flat, SPLADE++ ED and SPLADE-v3 (`repro presets | grep beir`). Published numbers: Pyserini's 2CR "
+             "`beir.yaml` (BM25 flat, SPLADE++ ED) and Anserini's SPLADE-v3 regressions; each preset cites its "
+             "source and commit. Default source: ir_datasets (`beir/<dataset>`, needs network); offline: "
+             f"`repro reproduce PRESET --source DIR` with the unzipped BEIR folder. {averaged}. "
+             "An \"ours\" cell stays empty (—) until its preset has been run here.")
+    done = ", ".join(f"`{n}`" for n in run_here) if run_here else "none yet (each needs its corpus)"
+    out = ["## BEIR", "", intro, "", f"Run here: {done}.", ""]
+    for measure in ("nDCG@10", "R@100"):
+        head = "| Dataset | " + " | ".join(f"{label} published | ours" for _, label in BEIR_MODELS) + " |"
+        out += [f"**{measure}**", "", head, "|---|" + "---|---|" * len(BEIR_MODELS)]
+        for d in rows:
+            out.append(f"| {d}{' (mean of ' + str(len(groups[d])) + ')' if d in groups else ''} | "
+                       + " | ".join(f"{_fmt(cells[d][measure].get(m, (None, None))[0])} | "
+                                    f"{_fmt(cells[d][measure].get(m, (None, None))[1])}" for m, _ in BEIR_MODELS) + " |")
+        for label, members in (("mean, BEIR-13 (no CQADupStack)", [d for d in rows if d not in groups]),
+                               (f"mean, {len(rows)} (CQADupStack as one)", rows)):
+            if len(members) < 2:
+                continue
+            out.append(f"| **{label}** | " + " | ".join(
+                f"{_fmt(_mean([cells[d][measure].get(m, (None, None))[0] for d in members]))} | "
+                f"{_fmt(_mean([cells[d][measure].get(m, (None, None))[1] for d in members]))}" for m, _ in BEIR_MODELS) + " |")
+        out.append("")
+    return out
+
+
+def _significance_section(pairs: list[tuple[Path, Path]]) -> list[str]:
+    """Paired tests of each SPLADE run against the BM25 run of the same topic set, from the saved per-query values."""
+    from repro.evaluate import significance as stats
+
+    out = ["Paired comparison with BM25 on the same queries (two-sided paired t-test and randomization test, "
+           "10,000 sign flips, seed 0; Holm correction over all the tests of this table; W/T/L = queries better/equal/worse):", "",
+           "| Run | Baseline | Measure | Baseline value | Value | Δ | p (t) | p (t, Holm) | p (rand.) | p (rand., Holm) | W/T/L |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
+    tests = []
+    for splade_eval, bm25_eval in pairs:
+        a, b = read_evaluation(splade_eval), read_evaluation(bm25_eval)
+        for m in [m for m in a["measures"] if m in b.get("per_query", {}) and m in a.get("per_query", {})]:
+            queries = sorted(set(a["per_query"][m]) & set(b["per_query"][m]))
+            base = [b["per_query"][m][q] for q in queries]
+            other = [a["per_query"][m][q] for q in queries]
+            tests.append((a["preset"], b["preset"], m, base, other, stats.compare(base, other, permutations=10_000, seed=0)))
+    adj_t = stats.adjust([t[5]["p_ttest"] for t in tests], "holm")
+    adj_r = stats.adjust([t[5]["p_randomization"] for t in tests], "holm")
+    for (run, baseline, m, base, other, t), pt, pr in zip(tests, adj_t, adj_r):
+        w, ties, losses = stats.wins_ties_losses(base, other)
+        out.append(f"| `{run}` | `{baseline}` | `{m}` | {t['baseline_value']:.4f} | {t['value']:.4f} | "
+                   f"{_fmt(t['delta'], sign=True)} | {t['p_ttest']:.4f} | {pt:.4f} | {t['p_randomization']:.4f} | "
+                   f"{pr:.4f} | {w}/{ties}/{losses} |")
+    return out + [""]
 
 
 def _preset_section(p: Preset, runs_dir: Path) -> list[str]:

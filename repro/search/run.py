@@ -54,7 +54,8 @@ def run_search(index: Path, output: Path, *, topics: str | None = None, encoded_
                query_max_length: int = defaults.QUERY_MAX_LENGTH, factor: float | None = None, tag: str | None = None,
                memory: str | None = None, backend: str | None = None, runtime: str = "torch",
                query_cut: int | None = None, heap_factor: float | None = None, force: bool = False,
-               allow_empty: bool = False, allow_other_model: bool = False) -> dict[str, Any]:
+               allow_empty: bool = False, allow_other_model: bool = False, split: str = "test",
+               smart_ids: str | None = None) -> dict[str, Any]:
     """Search an index (its engine and kind from its manifest) and write a TREC run with a manifest."""
     index, output = Path(index), Path(output)
     prepare_output(output, "search", inputs=[index, topics, encoded_queries, model], force=force)
@@ -76,7 +77,7 @@ def run_search(index: Path, output: Path, *, topics: str | None = None, encoded_
             raise ReproError("give --topics for a BM25 search")
         from repro.formats.topics import read_topics
 
-        queries: dict[str, Any] = {qid: _clean(text) for qid, text in read_topics(topics, topic_format).items()}
+        queries: dict[str, Any] = {qid: _clean(text) for qid, text in read_topics(topics, topic_format, smart_ids=smart_ids, split=split).items()}
         empty = [qid for qid, text in queries.items() if not text.strip()]
     else:
         if model and not allow_other_model:
@@ -84,7 +85,7 @@ def run_search(index: Path, output: Path, *, topics: str | None = None, encoded_
         if not encoded_queries:
             used_factor = factor if factor is not None else index_factor(meta, index)
         queries = impact_queries(topics, encoded_queries, model, topic_format, batch_size, query_max_length,
-                                 used_factor, runtime, threads, counts=counts)
+                                 used_factor, runtime, threads, counts=counts, split=split, smart_ids=smart_ids)
         empty = [qid for qid, vec in queries.items() if not any(w > 0 for w in vec.values())]
     if empty:
         log.warning("%d quer(ies) have no terms and get no results (e.g. %s)", len(empty), empty[0])
@@ -108,6 +109,7 @@ def run_search(index: Path, output: Path, *, topics: str | None = None, encoded_
     lines = write_run(output, run_rows(results), tag, force=force)
     return write_manifest(output, "search", {"index": str(index), "kind": kind, "engine": engine, "topics": topics,
                                              "topic_format": topic_format if topics else None,
+                                             "split": split if topics else None, "smart_ids": smart_ids,
                                              "encoded_queries": encoded_queries, "model": model, "hits": hits,
                                              "query_factor": used_factor,
                                              "query_max_length": query_max_length if model else None,
@@ -120,7 +122,8 @@ def impact_queries(topics: str | None, encoded_queries: str | None, model: str |
                    topic_format: str = "auto", batch_size: int = defaults.BATCH_SIZE,
                    query_max_length: int = defaults.QUERY_MAX_LENGTH, factor: float | None = None,
                    runtime: str = "torch", threads: int | None = None,
-                   counts: dict[str, int] | None = None) -> dict[str, dict[str, int]]:
+                   counts: dict[str, int] | None = None, *, split: str = "test",
+                   smart_ids: str | None = None) -> dict[str, dict[str, int]]:
     """Query vectors for a SPLADE index: a pre-encoded file as it is, or text encoded with ``model``.
 
     ``counts`` (when given) receives ``truncated_queries``: texts cut at ``query_max_length``.
@@ -136,7 +139,7 @@ def impact_queries(topics: str | None, encoded_queries: str | None, model: str |
     from repro.encode.queries import query_encoder
     from repro.formats.topics import read_topics
 
-    texts = read_topics(topics, topic_format)
+    texts = read_topics(topics, topic_format, smart_ids=smart_ids, split=split)
     encoder = query_encoder(model, runtime=runtime, max_length=query_max_length, threads=threads)
     vectors = encoder.encode(list(texts.values()), factor=factor, batch_size=batch_size)
     if counts is not None:
