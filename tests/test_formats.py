@@ -360,7 +360,8 @@ def test_cli_bad_line_is_one_line_with_file_and_line(tmp_path):
     result = repro("index", str(folder), "--bm25", "-o", str(tmp_path / "idx"), cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == (
-        f"error: {corpus}:5: document id ('_id') 'd 9' contains whitespace")
+        f"error: {corpus}:5: document id ('_id') 'd 9' contains whitespace; ids may not (TREC runs and qrels "
+        "separate columns by whitespace): rename it")
 
 
 def test_cranfield_numbering_warning_on_the_real_files(tmp_path, shared_data):

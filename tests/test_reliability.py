@@ -447,7 +447,7 @@ def test_folder_as_corpus_or_topics(cli, model, tmp_path):
 def test_index_names_an_option_it_has(cli, tmp_path):
     (tmp_path / "corpus.xml").write_text("<doc/>")
     res = cli("index", tmp_path / "corpus.xml", "--bm25", "-o", tmp_path / "idx")
-    assert_user_error(res, "pass --format tsv|jsonl|smart", path=tmp_path / "corpus.xml")
+    assert_user_error(res, "pass --format tsv|jsonl|beir|trec|smart", path=tmp_path / "corpus.xml")
     assert "--format" in cli("index", "--help").out
 
 

@@ -20,8 +20,6 @@ def command(kind, source, output, force):
       repro convert-qrels cranfield cranqrel -o qrels/cranfield.qrels
     """
     from repro.formats.cranfield import convert_cranfield_qrels
-    from repro.outputs import check_writable
 
-    check_writable(output, force)
-    count = convert_cranfield_qrels(source, output)
+    count = convert_cranfield_qrels(source, output, force=force)
     click.echo(f"wrote {count} judgements -> {output}")

@@ -41,8 +41,8 @@ def detect_format(source: str | Path) -> str:
     if path.is_dir():
         if beir.is_folder(path):
             return "beir"
-        raise ReproError("is a folder but not a BEIR folder (corpus.jsonl, queries.jsonl, qrels/); give a corpus file "
-                         "(.tsv, .jsonl, .smart or cran.all*, optionally gzipped), a BEIR folder or an ir_datasets ID", path)
+        raise ReproError("is a folder; give a corpus file (.tsv, .jsonl, .smart or cran.all*, optionally gzipped), a "
+                         "BEIR folder (corpus.jsonl, queries.jsonl, qrels/) or an ir_datasets ID", path)
     name = path.name.lower().removesuffix(".gz")
     head = head_text(path)
     if trec.looks_like_documents(head):

@@ -26,12 +26,13 @@ def cranfield_grade(grade: int) -> int:
     raise ValueError(grade)
 
 
-def convert_cranfield_qrels(source: str | Path, output: str | Path) -> int:
+def convert_cranfield_qrels(source: str | Path, output: str | Path, *, force: bool = True) -> int:
     """Write Cranfield's qrels as TREC qrels; return the number of judgements."""
-    from repro.outputs import refuse_overlap
+    from repro.outputs import check_writable, refuse_overlap
 
     source, output = Path(source), Path(output)
     refuse_overlap(output, [source])
+    check_writable(output, force)
     count = 0
     with atomic_write(output) as handle:
         for lineno, line in iter_lines(source):

@@ -24,7 +24,7 @@ def id_problem(value: str, what: str) -> str | None:
 
 def clean_id(raw: object, what: str, path: str | Path | None, line: int | None) -> str:
     """The id as repro uses it (stripped), or BadInputError naming the file and line."""
-    value = str(raw).strip()
+    value = "" if raw is None else str(raw).strip()
     problem = id_problem(value, what)
     if problem:
         raise BadInputError(problem, path, line)

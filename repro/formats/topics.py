@@ -31,8 +31,8 @@ def detect_topic_format(source: str | Path) -> str:
     if path.is_dir():
         if beir.is_folder(path):
             return "beir"
-        raise ReproError("is a folder but not a BEIR folder (queries.jsonl, qrels/); give a topics file (TSV, TREC, "
-                         ".qry, queries.jsonl), a BEIR folder or an ir_datasets ID", path)
+        raise ReproError("is a folder; give a topics file (TSV, TREC, .qry, queries.jsonl), a BEIR folder "
+                         "(queries.jsonl, qrels/) or an ir_datasets ID", path)
     name = path.name.lower().removesuffix(".gz")
     if name.endswith(".qry"):
         return "smart"

@@ -207,7 +207,7 @@ def _irds(dataset_id: str) -> Iterator[dict[str, Any]]:
 
 def _smart_pairs(path: Path) -> Iterator[dict[str, Any]]:
     """Title -> abstract pairs from a SMART corpus (no queries or judgements are used)."""
-    from repro.formats.corpus import iter_smart_records
+    from repro.formats.smart import iter_smart_records
 
     for _line, _doc_id, fields in iter_smart_records(path):
         title, body = " ".join(fields.get("T", "").split()), " ".join(fields.get("W", "").split())
