@@ -29,8 +29,11 @@ from repro.encode.queries import RUNTIMES
               help="Query encoder runtime for --model (onnx: same vectors, faster on CPU; onnx-int8: approximate).")
 @click.option("--query-cut", type=int, default=None, help="Seismic: heaviest query terms scanned (default 20).")
 @click.option("--heap-factor", type=float, default=None, help="Seismic: block-skipping aggressiveness, 0-1 (default 0.8).")
+@click.option("--setting", "settings", multiple=True, metavar="KEY=VALUE",
+              help="Engine search setting (repeatable), e.g. Milvus's drop_ratio_search, dim_max_score_ratio "
+                   "(approximate; a Milvus server only).")
 @click.option("--force", is_flag=True, help="Overwrite an existing run file.")
-def command(index, topics, model, encoded_queries, topic_format, output, hits, threads, query_max_length, factor, tag, java_memory, backend, runtime, query_cut, heap_factor, force):
+def command(index, topics, model, encoded_queries, topic_format, output, hits, threads, query_max_length, factor, tag, java_memory, backend, runtime, query_cut, heap_factor, settings, force):
     """Search INDEX and write a TREC run (ties broken by document id; see docs/search.md).
 
     \b
@@ -39,10 +42,12 @@ def command(index, topics, model, encoded_queries, topic_format, output, hits, t
       repro search indexes/cran.seismic -t cran.qry -m splade-tiny --runtime onnx -o runs/cran.seismic.trec
       repro search indexes/cran.bm25 -t cran.qry -o runs/cran.bm25.trec
     """
+    from repro.commands.index import parse_settings
     from repro.search.run import run_search
 
     info = run_search(index, output, topics=topics, encoded_queries=encoded_queries, model=model,
                       topic_format=topic_format, hits=hits, threads=threads, query_max_length=query_max_length,
                       factor=factor, tag=tag, memory=java_memory, backend=backend, runtime=runtime,
-                      query_cut=query_cut, heap_factor=heap_factor, force=force)
+                      query_cut=query_cut, heap_factor=heap_factor,
+                      settings=parse_settings(settings), force=force)
     click.echo(f"{info['queries']} queries -> {output} ({info['lines']} lines; {info['empty_queries']} empty queries)")
