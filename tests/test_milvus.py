@@ -98,7 +98,7 @@ def test_lite_index_folder_and_manifest(built):
     assert rows == {d: {tokens[t]: float(w) for t, w in v.items()} for d, v in vectors.items()}
 
 
-@pytest.mark.parametrize("hits", [5, 40, 300])
+@pytest.mark.parametrize("hits", [5, pytest.param(40, marks=pytest.mark.slow), pytest.param(300, marks=pytest.mark.slow)])
 def test_milvus_run_equals_lucene_run(built, hits):
     """Every query, rank and score; the 30 duplicate documents tie, so the tie rule decides the cut."""
     tmp = built["tmp"]
@@ -122,7 +122,7 @@ def test_query_command_equals_lucene(built):
     assert results("mil") == results("idx") and len(results("mil")) == 35
 
 
-@pytest.mark.parametrize("hook, mark", [("3", 48), ("3:before", 32)])
+@pytest.mark.parametrize("hook, mark", [("3", 48), pytest.param("3:before", 32, marks=pytest.mark.slow)])
 def test_kill_during_indexing_then_rerun(built, tmp_path, hook, mark):
     """SIGKILL after the 3rd acknowledged batch (or between its upsert and its mark); the rerun resumes."""
     coll = built["tmp"] / "coll"
@@ -226,3 +226,20 @@ def test_settings_refused_with_one_line(built, tmp_path):
     _one_line_error(repro("index", coll, "--backend", "milvus", "-o", tmp_path / "o", "--collection-name", "1-bad"),
                     "Milvus names are letters")
     assert not (tmp_path / "o").exists() and not (tmp_path / ".partial-o").exists()
+
+
+@pytest.mark.slow
+def test_cranfield_splade_tiny_milvus_run_equals_lucene(tmp_path, shared_data, splade_tiny):
+    """The real model on the real collection: all 225 queries, 1000 hits, every rank and score."""
+    cran = shared_data / "cranfield"
+    invoke("encode", str(cran / "cran.all.1400"), "-m", str(splade_tiny), "-o", str(tmp_path / "coll"),
+           "--max-length", "256", "-q")
+    invoke("encode", str(cran / "cran.qry"), "--queries", "-m", str(splade_tiny), "-o", str(tmp_path / "q.tsv"))
+    invoke("index", str(tmp_path / "coll"), "-o", str(tmp_path / "lucene"))
+    invoke("index", str(tmp_path / "coll"), "--backend", "milvus", "-o", str(tmp_path / "milvus"))
+    for engine in ("lucene", "milvus"):
+        invoke("search", str(tmp_path / engine), "--encoded-queries", str(tmp_path / "q.tsv"),
+               "-o", str(tmp_path / f"{engine}.trec"))
+    lucene, milvus = run_lines(tmp_path / "lucene.trec"), run_lines(tmp_path / "milvus.trec")
+    assert len({line[0] for line in lucene}) == 225 and len(lucene) > 200_000
+    assert milvus == lucene
