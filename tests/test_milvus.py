@@ -137,6 +137,7 @@ def test_kill_during_indexing_then_rerun(built, tmp_path, hook, mark):
 
     done = repro("index", coll, "--backend", "milvus", "-o", out, "--setting", "batch_size=16")
     assert done.returncode == 0, done.stderr
+    assert "WARNING" not in done.stderr and "Traceback" not in done.stderr, done.stderr
     manifest = json.loads((out / "manifest.json").read_text())
     collection = json.loads((coll / "manifest.json").read_text())
     assert manifest["resumed_from"] == mark

@@ -112,8 +112,9 @@ def check_uri(uri: str, where: Path | None = None) -> str:
 def connect(uri: str, *, local: bool | None = None, db_name: str = "default", token: str | None = None,
             timeout: float = 5.0, where: Path | None = None):
     """A MilvusClient for a server URI or a Milvus Lite folder (``local``), or one line saying why not."""
-    _quiet()
     from pymilvus import MilvusClient
+
+    _quiet()  # after the import: importing pymilvus sets its loggers' levels
 
     local = "://" not in uri if local is None else local
     if not local:
@@ -452,11 +453,17 @@ class MilvusSearcher:
         query = self._sparse(vector)
         return self._search([query], depth)[0] if query else []
 
+    def _check_k(self, k: int) -> None:
+        if not self.local and k > MAX_TOPK:
+            raise ReproError(f"--hits {k}: a Milvus server returns at most {MAX_TOPK} hits per query", self.index)
+
     def search(self, vector: dict[str, int], k: int = 1000) -> list[ties.Hit]:
+        self._check_k(k)
         return ties.top_k(lambda depth: self.raw(vector, depth), k)
 
     def search_many(self, queries: dict[str, dict[str, int]], k: int, batch: int = 64) -> dict[str, list[ties.Hit]]:
         """Many queries per request; a query whose cutoff ties is searched again, deeper, on its own."""
+        self._check_k(k)
         depth = ties.first_depth(k)
         results: dict[str, list[ties.Hit]] = {}
         items = [(qid, self._sparse(vec)) for qid, vec in queries.items()]
