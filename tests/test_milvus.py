@@ -155,7 +155,7 @@ def test_server_uri_index_and_search(built, server, tmp_path, monkeypatch):
     out = tmp_path / "remote"
     monkeypatch.setenv("MILVUS_TOKEN", "root:Milvus")  # Milvus's default credentials: must not be stored
     done = repro("index", tmp / "coll", "--backend", "milvus", "--uri", server, "-o", out,
-                 "--collection-name", "cran_test", "--setting", "batch_size=64")
+                 "--collection-name", "cran_test", "--setting", "batch_size=64", "--setting", "shards=2")
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "milvus.json", "tokens.json"]
     assert json.loads((out / "milvus.json").read_text()) == {"local": False, "uri": server, "db_name": "default",
@@ -221,6 +221,8 @@ def test_settings_refused_with_one_line(built, tmp_path):
     coll = tmp / "coll"
     _one_line_error(repro("index", coll, "--backend", "milvus", "-o", tmp_path / "o", "--setting", "drop_ratio_build=0.3"),
                     "drop_ratio_build needs a Milvus server")
+    _one_line_error(repro("index", coll, "--backend", "milvus", "-o", tmp_path / "o", "--setting", "shards=2"),
+                    "shards is for a Milvus server")
     _one_line_error(repro("index", coll, "--backend", "milvus", "-o", tmp_path / "o", "--setting", "nope=1"),
                     "unknown Milvus build setting 'nope'")
     _one_line_error(repro("index", coll, "-o", tmp_path / "o", "--uri", "http://x:19530"), "--uri is for --backend milvus")

@@ -57,7 +57,7 @@ URI_RULE = re.compile(r"(https?|tcp|grpc)://[^\s/:]+(:\d+)?/?")
 STRING_SETTINGS = ("uri", "token", "db_name", "collection_name")
 BUILD_SETTINGS: dict[str, Any] = {"uri": None, "token": None, "db_name": None, "collection_name": None,
                                   "drop_ratio_build": 0.0, "batch_size": 1000, "flush_every": 20_000,
-                                  "timeout": 5.0}
+                                  "timeout": 5.0, "shards": None}
 SEARCH_SETTINGS: dict[str, Any] = {"drop_ratio_search": 0.0, "dim_max_score_ratio": None}
 KILL_HOOK = "REPRO_TEST_MILVUS_KILL"  # tests: "N" = SIGKILL after N acknowledged batches, "N:before" = before its mark
 
@@ -85,11 +85,11 @@ def check_settings(settings: dict[str, Any], allowed: dict[str, Any], what: str)
             raise ReproError(f"Milvus {what} setting {key}={value!r} must be in [0, 1)")
         if key == "dim_max_score_ratio" and not 0.5 <= value <= 1.3:
             raise ReproError(f"Milvus {what} setting {key}={value!r} must be in [0.5, 1.3]")
-        if key in ("batch_size", "flush_every") and (int(value) != value or value < 1):
+        if key in ("batch_size", "flush_every", "shards") and (int(value) != value or value < 1):
             raise ReproError(f"Milvus {what} setting {key}={value!r} must be a whole number >= 1")
         if key == "timeout" and value <= 0:
             raise ReproError(f"Milvus {what} setting timeout={value!r} must be positive (seconds)")
-        out[key] = int(value) if key in ("batch_size", "flush_every") else float(value)
+        out[key] = int(value) if key in ("batch_size", "flush_every", "shards") else float(value)
     return out
 
 
@@ -159,7 +159,7 @@ def _ensure_loaded(client, collection: str, where: Path | None = None) -> None:
         _call("load_collection", client.load_collection, collection, where=where)
 
 
-def _create(client, collection: str, *, lite: bool, drop_ratio_build: float) -> None:
+def _create(client, collection: str, *, lite: bool, drop_ratio_build: float, shards: int | None = None) -> None:
     from pymilvus import DataType
 
     schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
@@ -170,7 +170,8 @@ def _create(client, collection: str, *, lite: bool, drop_ratio_build: float) -> 
     params.add_index(field_name=VECTOR_FIELD, index_type="SPARSE_INVERTED_INDEX", metric_type="IP",
                      params={"inverted_index_algo": algo, "drop_ratio_build": float(drop_ratio_build)})
     try:
-        client.create_collection(collection, schema=schema, index_params=params)
+        extra = {"num_shards": int(shards)} if shards else {}  # a server's write parallelism (docs/scale.md)
+        client.create_collection(collection, schema=schema, index_params=params, **extra)
     except Exception as err:
         if client.has_collection(collection):  # a create that fails on the index still leaves the collection
             client.drop_collection(collection)
@@ -193,6 +194,8 @@ def _target(settings: dict[str, Any], output: Path) -> dict[str, Any]:
         raise ReproError("--db-name is for a Milvus server (--uri); Milvus Lite has one database")
     if uri is None and settings.get("drop_ratio_build"):
         raise ReproError("drop_ratio_build needs a Milvus server (--uri): Milvus Lite indexes every posting")
+    if uri is None and settings.get("shards"):
+        raise ReproError("shards is for a Milvus server (--uri): Milvus Lite has one")
     return {"local": uri is None, "uri": uri, "db_name": db_name, "collection": name}
 
 
@@ -266,7 +269,8 @@ def build(shards: Path, output: Path, *, threads: int, settings: dict[str, Any],
                                      f"{where['db_name']!r}); pass --force to replace it or choose --collection-name",
                                      target)
                 _call("drop_collection", client.drop_collection, name)
-            _create(client, name, lite=where["local"], drop_ratio_build=identity["drop_ratio_build"])
+            _create(client, name, lite=where["local"], drop_ratio_build=identity["drop_ratio_build"],
+                    shards=settings.get("shards"))
             partial.mkdir(parents=True, exist_ok=True)
             state = {"identity": identity, "mark": 0}
             _write_json(state_file, state)
