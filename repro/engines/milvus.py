@@ -240,8 +240,9 @@ def build(shards: Path, output: Path, *, threads: int, settings: dict[str, Any],
     where = _target(settings, target)
     partial = target.parent / f".partial-{target.name}"
     state_file = partial / "state.json"
+    # What the partial load must share with this run to be resumed (the batch size may change: the mark counts documents).
     identity = {**where, "source": _fingerprint(shards), "drop_ratio_build": settings.get("drop_ratio_build", 0.0),
-                "batch_size": settings.get("batch_size", BUILD_SETTINGS["batch_size"])}
+                "shards": settings.get("shards")}
     state = None
     if state_file.exists():
         try:
