@@ -274,3 +274,19 @@ def test_cranfield_splade_tiny_milvus_run_equals_lucene(tmp_path, shared_data, s
     lucene, milvus = run_lines(tmp_path / "lucene.trec"), run_lines(tmp_path / "milvus.trec")
     assert len({line[0] for line in lucene}) == 225 and len(lucene) > 200_000
     assert milvus == lucene
+
+
+def test_lite_index_open_in_another_process_is_one_line(built, tmp_path):
+    """Milvus Lite lets one process at a time open a database: the second gets one line, not a traceback."""
+    from repro.engines import milvus
+
+    db = str(built["tmp"] / "mil" / "milvus.db")
+    client = milvus.connect(db)
+    try:
+        proc = repro("search", built["tmp"] / "mil", "--encoded-queries", built["tmp"] / "q.tsv",
+                     "-o", tmp_path / "r.trec")
+        _one_line_error(proc, "cannot open the Milvus Lite database (is another process using it?)")
+    finally:
+        client.close()
+        milvus.release(db)
+    assert not (tmp_path / "r.trec").exists()

@@ -95,8 +95,9 @@ def check_settings(settings: dict[str, Any], allowed: dict[str, Any], what: str)
 
 # --- connection -----------------------------------------------------------------------------------
 def _quiet() -> None:
-    """pymilvus logs every failed call with a traceback; the error we raise says it in one line."""
-    logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
+    """pymilvus and milvus_lite log failures with a traceback; the error we raise says it in one line."""
+    for name in ("pymilvus", "milvus_lite"):
+        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
 
 
 def _reason(err: Exception) -> str:
@@ -128,9 +129,9 @@ def connect(uri: str, *, local: bool | None = None, db_name: str = "default", to
     except Exception as err:  # pymilvus raises MilvusException, ConnectionConfigException, ValueError
         if local:
             raise ReproError(f"cannot open the Milvus Lite database (is another process using it?): {_reason(err)}",
-                             where or uri) from None
+                             where or uri) from err
         raise ReproError(f"cannot reach Milvus at {uri} (database {db_name!r}) within {timeout:g}s: {_reason(err)}",
-                         where) from None
+                         where) from err
 
 
 def release(uri: str) -> None:
@@ -149,7 +150,7 @@ def _call(what: str, fn, *args, where: Path | None = None, **kwargs):
     except ReproError:
         raise
     except Exception as err:
-        raise ReproError(f"Milvus {what} failed: {_reason(err)}", where) from None
+        raise ReproError(f"Milvus {what} failed: {_reason(err)}", where) from err
 
 
 def _ensure_loaded(client, collection: str, where: Path | None = None) -> None:
@@ -175,7 +176,7 @@ def _create(client, collection: str, *, lite: bool, drop_ratio_build: float, sha
     except Exception as err:
         if client.has_collection(collection):  # a create that fails on the index still leaves the collection
             client.drop_collection(collection)
-        raise ReproError(f"Milvus could not create collection {collection!r}: {_reason(err)}") from None
+        raise ReproError(f"Milvus could not create collection {collection!r}: {_reason(err)}") from err
 
 
 # --- building -------------------------------------------------------------------------------------
