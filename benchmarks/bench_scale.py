@@ -5,12 +5,14 @@ over the 30522 wordpieces, log-normal integer weights). Indexes are cached under
 second run only searches (build numbers come from the cached build record). All engines are
 measured in the same run on the same vectors and queries. Recall@10 is against the exact top-10
 (Lucene's, tie rule applied). Milvus runs embedded (Milvus Lite, in this process, exhaustive
-search); a Milvus server's numbers are not measured here.
+search) up to --milvus-lite-max documents, or on a server with --milvus-uri (then also with
+approximate drop_ratio_search values, their recall measured).
 
     .venv/bin/python benchmarks/bench_scale.py --docs 10000 100000
     .venv/bin/python benchmarks/bench_scale.py --docs 1000000       # ~25 min Lucene build here
     .venv/bin/python benchmarks/bench_scale.py --smoke
     .venv/bin/python benchmarks/bench_scale.py --docs 10000 --no-milvus   # Lucene and Seismic only
+    .venv/bin/python benchmarks/bench_scale.py --docs 1000000 --milvus-uri http://host:19530
 """
 
 from __future__ import annotations
@@ -32,12 +34,14 @@ def rss_mib() -> float:
     return psutil.Process().memory_info().rss / 2**20
 
 
-def build_milvus(collection: Path, folder: Path) -> dict:
-    """A Milvus Lite index of the collection (cached), with its build time and this process's peak RSS."""
+def build_milvus(collection: Path, folder: Path, uri: str | None = None) -> dict:
+    """A Milvus index of the collection (cached): Milvus Lite here, or on the server at ``uri``.
+
+    Build time, and this process's peak RSS (for a server: the client's only)."""
     from repro.engines import milvus
     from repro.formats.collection import SHARDS, iter_vectors
 
-    record = folder.parent / "milvus.build.json"
+    record = folder.parent / (folder.name + ".build.json")
     if (folder / milvus.INFO_FILE).exists() and record.exists():
         return json.loads(record.read_text())
     import shutil
@@ -47,8 +51,9 @@ def build_milvus(collection: Path, folder: Path) -> dict:
     before = rss_mib()
     start = time.perf_counter()
     with common.PeakWatcher() as peak:
-        facts = milvus.build(collection / SHARDS, folder, threads=2, settings={}, vectors=iter_vectors(collection),
-                             target=folder)
+        settings = {"uri": uri, "collection_name": f"repro_bench_{folder.parent.name.replace('-', '_')}"} if uri else {}
+        facts = milvus.build(collection / SHARDS, folder, threads=2, settings=settings, vectors=iter_vectors(collection),
+                             target=folder, force=True)
     info = {"seconds": time.perf_counter() - start, "bytes": common.dir_bytes(folder), "peak_rss_mib": peak.self_mib,
             "rss_before_mib": before, "documents": facts["documents"]}
     common.save_json(record, info)
@@ -85,12 +90,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--no-milvus", action="store_true", help="leave Milvus out (pymilvus/milvus-lite missing)")
+    parser.add_argument("--milvus-uri", default=None,
+                        help="measure a Milvus server (e.g. http://host:19530; token from $MILVUS_TOKEN) instead of Milvus Lite")
+    parser.add_argument("--milvus-drop", type=float, nargs="*", default=[0.1, 0.3],
+                        help="with --milvus-uri: also search with these drop_ratio_search values (approximate)")
+    parser.add_argument("--milvus-lite-max", type=int, default=200_000,
+                        help="largest collection to load into Milvus Lite (about 39 KB of RAM per document)")
     common.add_run_options(parser)
     args = parser.parse_args(argv)
     if args.smoke:
         args.docs, args.queries, args.reps = [2000], 10, 1
     from repro.engines.lucene import LuceneImpactSearcher, search_topics
     from repro.engines.seismic import SeismicSearcher
+    from repro.errors import ReproError
     from repro.formats.anserini_queries import query_line
 
     synth = common.SyntheticSplade()
@@ -101,9 +113,13 @@ def main(argv: list[str] | None = None) -> int:
         builds = {"lucene": idx["lucene_build"],
                   "seismic": json.loads((idx["seismic"].parent / "seismic.build.json").read_text())}
         builds["seismic"]["bytes"] = common.dir_bytes(idx["seismic"])
-        if not args.no_milvus:
-            milvus_dir = idx["lucene"].parent / "milvus"
-            builds["milvus"] = build_milvus(idx["lucene"].parent / "collection", milvus_dir)
+        use_milvus = not args.no_milvus and (args.milvus_uri or docs <= args.milvus_lite_max)
+        if not args.no_milvus and not use_milvus:
+            print(f"Milvus Lite skipped at {docs} documents (> --milvus-lite-max {args.milvus_lite_max}: about "
+                  f"{docs * 39e3 / 2**30:.0f} GiB of RAM); give --milvus-uri to measure a server", file=sys.stderr)
+        if use_milvus:
+            milvus_dir = idx["lucene"].parent / ("milvus-server" if args.milvus_uri else "milvus")
+            builds["milvus"] = build_milvus(idx["lucene"].parent / "collection", milvus_dir, args.milvus_uri)
         vectors = [synth.query_vector(j, docs) for j in range(args.queries)]
         lines = {f"q{j}": query_line(f"q{j}", v).partition("\t")[2] for j, v in enumerate(vectors)}
         batch_qps = {}
@@ -118,10 +134,20 @@ def main(argv: list[str] | None = None) -> int:
         serving["lucene"], base = rss_mib() - base, rss_mib()
         searchers["seismic"] = SeismicSearcher(idx["seismic"])
         serving["seismic"], base = rss_mib() - base, rss_mib()
-        if not args.no_milvus:
+        if use_milvus:
             from repro.engines.milvus import MilvusSearcher
 
             searchers["milvus"] = MilvusSearcher(milvus_dir)
+            for drop in (args.milvus_drop if args.milvus_uri else []):
+                approximate = MilvusSearcher(milvus_dir, drop_ratio_search=drop)
+                try:
+                    approximate.search(vectors[0], 10)
+                except ReproError as err:  # e.g. Milvus Lite behind the URI: exhaustive only
+                    print(f"drop_ratio_search={drop:g} skipped: {err}", file=sys.stderr)
+                    approximate.close()
+                    continue
+                searchers[f"milvus drop {drop:g}"] = approximate
+                builds[f"milvus drop {drop:g}"] = {"seconds": "-", "bytes": None}
             searchers["milvus"].search(vectors[0], args.hits)  # Milvus Lite builds its postings on first search
             serving["milvus"] = rss_mib() - base
             start = time.perf_counter()
@@ -134,17 +160,23 @@ def main(argv: list[str] | None = None) -> int:
         exact = [searchers["lucene"].search(v, 10) for v in vectors]
         recall = {name: recall_at_10(exact, [s.search(v, 10) for v in vectors]) for name, s in searchers.items()}
         times = latencies(retrievers, vectors, args.reps)
-        searchers["lucene"].close()
-        if "milvus" in searchers:
-            searchers["milvus"].close()
+        for name, searcher in searchers.items():
+            if name != "seismic":
+                searcher.close()
         labels = {"lucene": "Lucene (Anserini impact)", "seismic": "Seismic (default settings)",
-                  "milvus": "Milvus Lite (embedded, exact)"}
+                  "milvus": "Milvus server (exact)" if args.milvus_uri else "Milvus Lite (embedded, exact)"}
         for name in searchers:
             b = builds[name]
+            size = b["bytes"]  # a server's index size is not visible from here (the folder holds only the manifest)
+            client_side = args.milvus_uri and name.startswith("milvus")  # this process is only the client
+            if client_side:
+                size = None
             ms = [1000 * t for t in times[name]]
-            rows.append([f"{docs:,}", labels[name], b["seconds"], b["bytes"] / 2**20, b["bytes"] / docs,
-                         b.get("peak_rss_mib", 0), serving[name], common.percentile(ms, 50), common.percentile(ms, 99),
-                         batch_qps.get(name, "-"), recall[name]])
+            rows.append([f"{docs:,}", labels.get(name, f"Milvus server, drop_ratio_search={name.split()[-1]}"),
+                         b["seconds"], "-" if size is None else size / 2**20, "-" if size is None else size / docs,
+                         "-" if client_side else b.get("peak_rss_mib", "-"),
+                         "-" if client_side else serving.get(name, "-"), common.percentile(ms, 50),
+                         common.percentile(ms, 99), batch_qps.get(name, "-"), recall[name]])
     header = ["docs", "engine", "build s", "index MiB", "index B/doc", "build peak RSS MiB",
               "serving RSS MiB (added)", f"p50 ms (k={args.hits}, 1 at a time)", "p99 ms",
               "q/s batch", "recall@10 vs exact"]

@@ -153,8 +153,8 @@ def test_server_uri_index_and_search(built, server, tmp_path, monkeypatch):
     """--uri: the index folder names the collection; nothing but the manifest, the map and milvus.json."""
     tmp = built["tmp"]
     out = tmp_path / "remote"
-    monkeypatch.setenv("MILVUS_TOKEN", "root:Milvus")  # Milvus's default credentials: must not be stored
-    done = repro("index", tmp / "coll", "--backend", "milvus", "--uri", server, "-o", out,
+    monkeypatch.setenv("MILVUS_TOKEN", "root:Milvus")  # Milvus's default credentials: used, never stored
+    done = repro("index", tmp / "coll", "--backend", "milvus", "--uri", server, "-o", out, "--token", "root:Milvus",
                  "--collection-name", "cran_test", "--setting", "batch_size=64", "--setting", "shards=2")
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "milvus.json", "tokens.json"]

@@ -19,7 +19,7 @@ from repro.errors import ReproError
                    "milvus: exact, embedded (Milvus Lite) or on a Milvus server (--uri).")
 @click.option("--setting", "--seismic", "settings", multiple=True, metavar="KEY=VALUE",
               help="Engine build setting (repeatable), e.g. Seismic's n_postings, summary_energy, centroid_fraction, "
-                   "doc_cut, min_cluster_size, max_fraction; Milvus's batch_size, flush_every, timeout, drop_ratio_build.")
+                   "doc_cut, min_cluster_size, max_fraction; Milvus's batch_size, flush_every, timeout, shards, drop_ratio_build.")
 @click.option("--uri", default=None, help="Milvus: server address, e.g. http://host:19530 (default: Milvus Lite inside -o).")
 @click.option("--token", default=None, help="Milvus: server token or user:password (default: $MILVUS_TOKEN); never stored.")
 @click.option("--db-name", default=None, help="Milvus: database on the server (default: default).")
@@ -43,6 +43,10 @@ def command(source, output, bm25, backend, settings, uri, token, db_name, collec
     """
     from repro.index.build import build_bm25_index, build_index
 
+    milvus = {"uri": uri, "token": token, "db_name": db_name, "collection_name": collection_name}
+    given = [name for name, value in milvus.items() if value is not None]
+    if given and backend != "milvus":
+        raise ReproError(f"--{given[0].replace('_', '-')} is for --backend milvus")
     if bm25 and backend != "lucene":
         raise ReproError(f"--bm25 builds a Lucene index; --backend {backend} is for SPLADE collections")
     if bm25 and settings:
@@ -52,10 +56,6 @@ def command(source, output, bm25, backend, settings, uri, token, db_name, collec
         click.echo(f"BM25 index {output}: {info['documents']} documents in {info['seconds']:.1f}s (verified by CheckIndex)")
         return
     engine_settings: dict = parse_settings(settings)
-    milvus = {"uri": uri, "token": token, "db_name": db_name, "collection_name": collection_name}
-    given = [name for name, value in milvus.items() if value is not None]
-    if given and backend != "milvus":
-        raise ReproError(f"--{given[0].replace('_', '-')} is for --backend milvus")
     engine_settings.update({k: v for k, v in milvus.items() if v is not None})
     info = build_index(Path(source), output, engine=backend, threads=threads, force=force,
                        settings=engine_settings, memory=java_memory)
