@@ -161,6 +161,7 @@ def test_server_uri_index_and_search(built, server, tmp_path, monkeypatch):
     assert json.loads((out / "milvus.json").read_text()) == {"local": False, "uri": server, "db_name": "default",
                                                              "collection": "cran_test"}
     assert not any("root:Milvus" in p.read_text() for p in out.iterdir())
+    assert "--token ***" in json.loads((out / "manifest.json").read_text())["command"]
     search = repro("search", out, "--encoded-queries", tmp / "q.tsv", "-o", tmp_path / "r.trec", "-k", "40")
     assert search.returncode == 0, search.stderr
     invoke("search", str(tmp / "idx"), "--encoded-queries", str(tmp / "q.tsv"), "-o", str(tmp_path / "l.trec"),
