@@ -66,12 +66,33 @@ def config_digest(config: dict[str, Any]) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
+SECRET_OPTIONS = ("--token",)  # values never written into a manifest (e.g. a Milvus server's token)
+
+
+def recorded_command(argv: list[str]) -> str:
+    """The command line for the manifest, with the values of secret options replaced by ***."""
+    out: list[str] = []
+    hide = False
+    for arg in argv:
+        if hide:
+            out.append("***")
+            hide = False
+        elif arg in SECRET_OPTIONS:
+            out.append(arg)
+            hide = True
+        elif arg.startswith(tuple(f"{opt}=" for opt in SECRET_OPTIONS)):
+            out.append(arg.partition("=")[0] + "=***")
+        else:
+            out.append(arg)
+    return " ".join(out)
+
+
 def write_manifest(artefact: str | Path, stage: str, config: dict[str, Any], **facts: Any) -> dict[str, Any]:
     """Write the manifest of an artefact (atomically) and return it."""
     data = {
         "stage": stage,
         "artefact": Path(artefact).name,
-        "command": " ".join(sys.argv),
+        "command": recorded_command(sys.argv),
         "config": config,
         "config_digest": config_digest(config),
         "versions": versions(),

@@ -28,10 +28,12 @@ INTERACTIVE_QUERY_CUT = 10  # a few results for a person, not a 1000-deep run: s
               help="Seismic: heaviest query terms scanned (default here 10: top-10 recall 1.000 on Cranfield/CACM at half "
                    "the latency of `repro search`'s 20; docs/benchmarks.md).")
 @click.option("--heap-factor", type=float, default=None, help="Seismic: block-skipping aggressiveness, 0-1.")
+@click.option("--setting", "settings", multiple=True, metavar="KEY=VALUE",
+              help="Engine search setting (repeatable), e.g. Milvus's drop_ratio_search (a Milvus server only).")
 @click.option("--show-terms", default=0, show_default=True, help="Also print the query's N heaviest terms.")
 @click.option("--threads", type=int, default=None, help="Query encoder threads (default: all cores).")
-def command(index, text, model, hits, runtime, query_max_length, factor, query_cut, heap_factor, show_terms, threads):
-    """Search INDEX (Lucene impact or Seismic) for TEXT, or for each line of standard input.
+def command(index, text, model, hits, runtime, query_max_length, factor, query_cut, heap_factor, settings, show_terms, threads):
+    """Search INDEX (Lucene impact, Seismic or Milvus) for TEXT, or for each line of standard input.
 
     The encoder and the searcher are loaded once and kept in this process, so after start-up each
     query costs milliseconds (docs/benchmarks.md). Prints rank, document id and exact score, and
@@ -49,7 +51,10 @@ def command(index, text, model, hits, runtime, query_max_length, factor, query_c
     meta = read_index_manifest(index)
     if engines.of_index(meta) == "seismic" and query_cut is None:
         query_cut = INTERACTIVE_QUERY_CUT
-    searcher = open_searcher(index, query_cut=query_cut, heap_factor=heap_factor)
+    from repro.commands.index import parse_settings
+
+    searcher = open_searcher(index, query_cut=query_cut, heap_factor=heap_factor,
+                             settings=parse_settings(settings))
     if factor is None:
         factor = index_factor(meta, index)
     encoder = query_encoder(model, runtime=runtime, max_length=query_max_length, threads=threads)

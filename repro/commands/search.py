@@ -34,10 +34,15 @@ from repro.errors import success
               help="Query encoder runtime for --model (onnx: same vectors, faster on CPU; onnx-int8: approximate).")
 @click.option("--query-cut", type=int, default=None, help="Seismic: heaviest query terms scanned (default 20).")
 @click.option("--heap-factor", type=float, default=None, help="Seismic: block-skipping aggressiveness, 0-1 (default 0.8).")
+@click.option("--setting", "settings", multiple=True, metavar="KEY=VALUE",
+              help="Engine search setting (repeatable), e.g. Milvus's drop_ratio_search, dim_max_score_ratio "
+                   "(approximate; a Milvus server only).")
 @click.option("--allow-empty", is_flag=True, help="Write the run even if it has no lines or most queries got nothing.")
 @click.option("--allow-other-model", is_flag=True, help="Search with a --model other than the one the index was encoded with.")
 @click.option("--force", is_flag=True, help="Replace an earlier run file written by repro search.")
-def command(index, topics, model, encoded_queries, topic_format, split, smart_ids, output, hits, threads, query_max_length, factor, tag, java_memory, backend, runtime, query_cut, heap_factor, allow_empty, allow_other_model, force):
+def command(index, topics, model, encoded_queries, topic_format, split, smart_ids, output, hits, threads, query_max_length,
+            factor, tag, java_memory, backend, runtime, query_cut, heap_factor, settings, allow_empty, allow_other_model,
+            force):
     """Search INDEX and write a TREC run (ties broken by document id; see docs/search.md).
 
     \b
@@ -48,13 +53,15 @@ def command(index, topics, model, encoded_queries, topic_format, split, smart_id
       repro search indexes/scifact.bm25 -t beir/scifact/ --split test -o runs/scifact.bm25.trec
     """
     check_max_length(query_max_length, "--query-max-length")
+    from repro.commands.index import parse_settings
     from repro.search.run import run_search
 
     info = run_search(index, output, topics=topics, encoded_queries=encoded_queries, model=model,
                       topic_format=topic_format, hits=hits, threads=threads, query_max_length=query_max_length,
                       factor=factor, tag=tag, memory=java_memory, backend=backend, runtime=runtime,
                       query_cut=query_cut, heap_factor=heap_factor, force=force, allow_empty=allow_empty,
-                      allow_other_model=allow_other_model, split=split, smart_ids=smart_ids)
+                      allow_other_model=allow_other_model, split=split, smart_ids=smart_ids,
+                      settings=parse_settings(settings))
     truncated = f", {info['truncated_queries']} truncated at {query_max_length} tokens" if model else ""
     success(f"{info['queries']} queries -> {output} ({info['lines']} lines; {info['empty_queries']} empty queries, "
             f"{info['queries_without_results']} without results{truncated})")

@@ -6,7 +6,9 @@ An engine module provides (see lucene.py, the reference):
 - ``build(shards, output, *, threads, settings, memory, vectors)`` -> facts read back from the engine
   (``documents`` and ``weight_total``, which `repro.index.build` checks against the collection);
 - ``open_searcher(index, *, settings, memory)`` -> an object with ``search(vector, k)`` (tie rule applied);
-- ``search_many(index, queries, *, hits, threads, settings, memory)`` -> {qid: hits}.
+- ``search_many(index, queries, *, hits, threads, settings, memory)`` -> {qid: hits};
+- optionally ``RESUMES = True``: ``build`` also takes ``target`` (the final index folder) and ``force``, to
+  keep a resumable partial load beside it (Milvus).
 Adding an engine: write ``repro/engines/NAME.py`` with these, and add one `Engine` line below
 (with the pip extra that installs its library).
 """
@@ -46,6 +48,8 @@ def register(engine: Engine) -> None:
 
 register(Engine("lucene", "Lucene", "repro.engines.lucene", "exact impact search (Anserini, Lucene)"))
 register(Engine("seismic", "Seismic", "repro.engines.seismic", "approximate, millisecond search", "seismic", "pyseismic-lsr"))
+register(Engine("milvus", "Milvus", "repro.engines.milvus", "exact search in an embedded or distributed Milvus",
+                "milvus", "pymilvus and milvus-lite"))
 
 
 def names() -> tuple[str, ...]:

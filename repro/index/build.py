@@ -37,8 +37,10 @@ def build_index(collection: Path, output: Path, *, engine: str = "lucene", threa
     encoded = coll.verify_collection(collection)
     started = time.perf_counter()
     with atomic_dir(output, force=force, kind="index", inputs=[collection]) as tmp:
+        # An engine that RESUMES keeps its partial load beside ``output`` (the temp folder is new each run).
+        resume = {"target": output, "force": force} if getattr(module, "RESUMES", False) else {}
         facts = module.build(collection / coll.SHARDS, tmp, threads=defaults.threads(threads), settings=settings,
-                             memory=memory, vectors=coll.iter_vectors(collection))
+                             memory=memory, vectors=coll.iter_vectors(collection), **resume)
         seconds = time.perf_counter() - started
         if facts["documents"] != encoded["documents"]:
             raise ReproError(f"the {engine} index has {facts['documents']} documents, the collection "

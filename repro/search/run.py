@@ -32,6 +32,11 @@ def _clean(text: str) -> str:
     return " ".join(text.split())  # tabs/newlines would break the TSV topic reader
 
 
+def _options(settings: dict[str, Any] | None, **flags: Any) -> dict[str, Any]:
+    """``--setting`` pairs plus the engine flags that were given (a flag left out keeps the setting)."""
+    return {**(settings or {}), **{k: v for k, v in flags.items() if v is not None}}
+
+
 def search_settings(engine: str, index: Path, **given: Any) -> dict[str, Any]:
     """The engine's search settings from the options given (None = the engine's default); others refused."""
     module = engines.get(engine).load()
@@ -53,10 +58,13 @@ def run_search(index: Path, output: Path, *, topics: str | None = None, encoded_
                threads: int | None = None, batch_size: int = defaults.BATCH_SIZE,
                query_max_length: int = defaults.QUERY_MAX_LENGTH, factor: float | None = None, tag: str | None = None,
                memory: str | None = None, backend: str | None = None, runtime: str = "torch",
-               query_cut: int | None = None, heap_factor: float | None = None, force: bool = False,
-               allow_empty: bool = False, allow_other_model: bool = False, split: str = "test",
+               query_cut: int | None = None, heap_factor: float | None = None, settings: dict[str, Any] | None = None,
+               force: bool = False, allow_empty: bool = False, allow_other_model: bool = False, split: str = "test",
                smart_ids: str | None = None) -> dict[str, Any]:
-    """Search an index (its engine and kind from its manifest) and write a TREC run with a manifest."""
+    """Search an index (its engine and kind from its manifest) and write a TREC run with a manifest.
+
+    ``settings``: further engine search settings by name (``--setting KEY=VALUE``).
+    """
     index, output = Path(index), Path(output)
     prepare_output(output, "search", inputs=[index, topics, encoded_queries, model], force=force)
     meta = read_index_manifest(index)
@@ -66,7 +74,7 @@ def run_search(index: Path, output: Path, *, topics: str | None = None, encoded_
                          f"build one with `repro index --backend {backend}`", index)
     if hits < 1:
         raise ReproError("--hits must be at least 1")
-    settings = search_settings(engine, index, query_cut=query_cut, heap_factor=heap_factor)
+    settings = search_settings(engine, index, **_options(settings, query_cut=query_cut, heap_factor=heap_factor))
     threads = defaults.threads(threads)
     used_factor = None
     counts: dict[str, int] = {"truncated_queries": 0}
@@ -188,11 +196,11 @@ def _fingerprint(folder: Path) -> str:
 
 
 def open_searcher(index: Path, *, query_cut: int | None = None, heap_factor: float | None = None,
-                  memory: str | None = None) -> Any:
+                  memory: str | None = None, settings: dict[str, Any] | None = None) -> Any:
     """An in-process searcher for a SPLADE index of any engine: ``.search(vector, k)`` under the tie rule."""
     meta = read_index_manifest(Path(index))
     kind, engine = meta["config"]["kind"], engines.of_index(meta)
     if kind != "impact":
         raise ReproError(f"interactive search needs a SPLADE (impact) index, not {kind}", index)
-    settings = search_settings(engine, Path(index), query_cut=query_cut, heap_factor=heap_factor)
+    settings = search_settings(engine, Path(index), **_options(settings, query_cut=query_cut, heap_factor=heap_factor))
     return engines.get(engine).load().open_searcher(Path(index), settings=settings, memory=memory)
