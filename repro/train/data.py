@@ -3,7 +3,9 @@
 Formats (`--data-format`, `auto` guesses from the name):
 - `triplets`: TSV `query<TAB>positive<TAB>negative` (naver/splade's format).
 - `jsonl`: `{"query", "positive", "negatives": [...], "scores": [...]}` where `scores` are
-  cross-encoder scores of [positive] + negatives (required by margin-mse and kl).
+  cross-encoder scores of [positive] + negatives (required by margin-mse and kl); other keys are
+  ignored. A `repro mine` output FOLDER is read as its JSONL shards in order (checked against
+  its manifest).
 - `ids`: TSV `qid<TAB>pid<TAB>nid`, resolved against `--queries` (`id<TAB>text`) and `--corpus`
   (`id<TAB>text`, MS MARCO collection.tsv style; held as byte offsets, not texts).
 - `irds`: an ir_datasets ID with doc pairs, e.g. `msmarco-passage/train/triples-small`
@@ -43,7 +45,7 @@ def detect_format(data: str, data_format: str = "auto") -> str:
             return "irds"
         raise ReproError("training data not found", path)
     name = path.name.removesuffix(".gz")
-    if name.endswith((".jsonl", ".json")):
+    if path.is_dir() or name.endswith((".jsonl", ".json")):
         return "jsonl"
     return "triplets"
 
@@ -145,6 +147,47 @@ def _offsets(path: Path) -> dict[str, int]:
     return offsets
 
 
+class CorpusTexts:
+    """Document text by id, looked up lazily: a plain `id<TAB>text` file is held as byte offsets
+    (one int per passage: MS MARCO's 8.8M passages cost offsets, not 3 GB of text); other corpus
+    formats (JSONL, SMART, ir_datasets) are read once into memory (small collections)."""
+
+    def __init__(self, source: str | Path, fmt: str = "auto") -> None:
+        from repro.formats.corpus import detect_format as corpus_format
+        from repro.formats.corpus import iter_docs
+
+        self.source = str(source)
+        fmt = corpus_format(source) if fmt == "auto" else fmt
+        path = Path(source)
+        self._handle = None
+        self._texts: dict[str, str] | None = None
+        if fmt == "tsv" and path.is_file() and not path.name.endswith(".gz"):
+            self._offsets = _offsets(path)
+            self._handle = open(path, "rb")
+        else:
+            self._texts = {d.id: d.text for d in iter_docs(source, fmt)}
+
+    def __contains__(self, doc_id: str) -> bool:
+        return doc_id in (self._texts if self._texts is not None else self._offsets)
+
+    def __len__(self) -> int:
+        return len(self._texts if self._texts is not None else self._offsets)
+
+    def get(self, doc_id: str) -> str | None:
+        if self._texts is not None:
+            return self._texts.get(doc_id)
+        pos = self._offsets.get(doc_id)
+        if pos is None:
+            return None
+        self._handle.seek(pos)
+        line = self._handle.readline().decode("utf-8", "replace").rstrip("\r\n")
+        return " ".join(line.split("\t")[1:])  # extra tabs belong to the text, as the corpus reader joins them
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+
+
 def _id_triplets(path: Path, queries: str | None, corpus: str | None, bad: _Bad) -> Iterator[dict[str, Any]]:
     if not queries or not corpus:
         raise ReproError("id triplets need --queries FILE and --corpus FILE to resolve the ids", path)
@@ -152,22 +195,17 @@ def _id_triplets(path: Path, queries: str | None, corpus: str | None, bad: _Bad)
     corpus_path = Path(corpus)
     if not corpus_path.is_file():
         raise ReproError("corpus file not found", corpus_path)
-    offsets = _offsets(corpus_path)
-    with open(corpus_path, "rb") as docs:
-
-        def doc(pid: str) -> str | None:
-            if pid not in offsets:
-                return None
-            docs.seek(offsets[pid])
-            return docs.readline().decode("utf-8", "replace").rstrip("\r\n").split("\t", 1)[1]
-
+    docs = CorpusTexts(corpus_path, "tsv")
+    try:
         for lineno, line, parts in _three_fields(path, bad, "qid, pid, nid"):
-            q, p, n = qtext.get(parts[0]), doc(parts[1]), doc(parts[2])
+            q, p, n = qtext.get(parts[0]), docs.get(parts[1]), docs.get(parts[2])
             if q is None or p is None or n is None:
                 missing = [x for x, t in zip(parts, (q, p, n)) if t is None]
                 bad(path, lineno, f"unknown id(s) {missing}", line)
                 continue
             yield {"query": q, "positive": p, "negatives": [n], "scores": None}
+    finally:
+        docs.close()
 
 
 def _irds(dataset_id: str) -> Iterator[dict[str, Any]]:
@@ -205,12 +243,18 @@ def iter_records(data: str, data_format: str, queries: str | None, corpus: str |
     if fmt == "irds":
         return _irds(data)
     path = Path(data)
-    if not path.is_file():
+    if fmt == "jsonl" and path.is_dir():
+        fmt = "mined"
+    elif not path.is_file():
         raise ReproError("training data not found", path)
     if fmt == "triplets":
         return _tsv_triplets(path, bad)
     if fmt == "jsonl":
         return _jsonl(path, bad)
+    if fmt == "mined":
+        from repro.train.mine import shard_files
+
+        return (rec for shard in shard_files(path) for rec in _jsonl(shard, bad))
     return _id_triplets(path, queries, corpus, bad)
 
 
@@ -256,6 +300,10 @@ def build_dataset(cfg, cache_dir: Path):
         if st is None:
             raise ReproError("training data not found", cfg.data)
         fingerprint = f"{Path(cfg.data).resolve()}:{st.st_size}:{st.st_mtime_ns}"
+        if Path(cfg.data).is_dir():  # a `repro mine` folder: its manifest's checksums say what is in it
+            from repro.manifest import sha256_file, manifest_path
+
+            fingerprint = f"{Path(cfg.data).resolve()}:{sha256_file(manifest_path(Path(cfg.data)))}"
     features = {"query": Value("string"), "positive": Value("string")}
     features.update({c: Value("string") for c in negative_columns(cfg.num_negatives)})
     if cfg.loss != "mnrl":
