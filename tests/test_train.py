@@ -271,3 +271,70 @@ def test_offline_hub_id_and_existing_output_are_clear_errors(tiny_mlm, tmp_path)
     (tmp_path / "out").mkdir()
     with pytest.raises(ReproError, match="--force"):
         run_training(make_cfg(tiny_mlm, tmp_path))
+
+
+def test_dev_evaluation_while_training_and_best_model(tiny_mlm, tmp_path):
+    from sentence_transformers.sparse_encoder import SparseEncoder
+
+    from repro.train.dev import DevSet, evaluate
+    from repro.train.loop import run_training
+
+    rnd = random.Random(5)
+    docs = {f"d{i}": " ".join(rnd.sample(WORDS, 8)) for i in range(30)}
+    (tmp_path / "dev-corpus.tsv").write_text("".join(f"{k}\t{v}\n" for k, v in docs.items()))
+    (tmp_path / "dev-q.tsv").write_text("".join(f"q{i}\t{' '.join(docs[f'd{i}'].split()[:3])}\n" for i in range(10)))
+    (tmp_path / "dev-qrels.txt").write_text("".join(f"q{i} 0 d{i} 1\n" for i in range(10)))
+    cfg = make_cfg(tiny_mlm, tmp_path, max_steps=8, diagnostics_steps=4, dev_queries=str(tmp_path / "dev-q.tsv"),
+                   dev_corpus=str(tmp_path / "dev-corpus.tsv"), dev_qrels=str(tmp_path / "dev-qrels.txt"))
+    summary = run_training(cfg)
+    out = Path(summary["output"])
+    recs = records(out)
+    assert [r["step"] for r in recs] == [0, 4, 8]
+    for r in recs:
+        assert 0 <= r["dev_ndcg@10"] <= 1 and 0 <= r["dev_rr@10"] <= 1 and "flops" in r and r["dev_queries"] == 10
+    best = summary["best"]
+    assert best["value"] == max(r["dev_ndcg@10"] for r in recs)
+    assert best["step"] == min(r["step"] for r in recs if r["dev_ndcg@10"] == best["value"])
+    # the saved best model scores what the log says it scored
+    again = evaluate(SparseEncoder(str(out / "best"), local_files_only=True),
+                     DevSet.load(cfg.dev_queries, cfg.dev_corpus, cfg.dev_qrels))
+    assert again["aggregate"]["ndcg@10"] == pytest.approx(best["value"], abs=1e-6)
+    card = (out / "README.md").read_text()
+    assert "Dev curve" in card and f"step {best['step']}" in card
+    assert (out / "diagnostics.png").stat().st_size > 1000
+
+
+def test_dev_measures_match_the_repro_evaluator(tmp_path):
+    """The in-training nDCG@10 / RR@10 equal `repro evaluate` on the same ranking written as a run."""
+    from repro.evaluate.evaluation import evaluate as repro_evaluate
+    from repro.formats.qrels import read_qrels
+    from repro.formats.runs import read_run
+    from repro.train.dev import measure
+
+    run = {"q1": [("d3", 2.0), ("d1", 2.0), ("d2", 1.0)], "q2": [("d9", 1.0)], "q3": []}
+    qrels = {"q1": {"d1": 2, "d2": 1}, "q2": {"d5": 1}, "q3": {"d1": 1}}
+    agg, per_query = measure(run, qrels)
+    (tmp_path / "q.txt").write_text("".join(f"{q} 0 {d} {r}\n" for q, docs in qrels.items() for d, r in docs.items()))
+    (tmp_path / "r.trec").write_text("".join(f"{q} Q0 {d} {i + 1} {10 - i} t\n" for q, hits in run.items()
+                                             for i, (d, _) in enumerate(hits)))
+    ev = repro_evaluate([read_run(tmp_path / "r.trec")], read_qrels(tmp_path / "q.txt"), ["nDCG@10", "RR@10"])
+    assert per_query["q1"]["rr@10"] == 0.5 and per_query["q3"]["ndcg@10"] == 0.0
+    assert agg["rr@10"] == pytest.approx(0.5 / 3)
+    assert ev.runs[0].aggregate["nDCG@10"] == pytest.approx(agg["ndcg@10"], abs=1e-9)
+    assert ev.runs[0].aggregate["RR@10"] == pytest.approx(agg["rr@10"], abs=1e-9)
+
+
+def test_push_to_hub_offline_keeps_the_model(tiny_mlm, tmp_path, monkeypatch):
+    from repro.train.loop import run_training
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants as hc
+
+    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", True)
+    cfg = make_cfg(tiny_mlm, tmp_path, max_steps=2, push_to_hub="someone/repro-test-model")
+    with pytest.raises(ReproError, match="saved here, but pushing it to the hub as 'someone/repro-test-model' failed") as err:
+        run_training(cfg)
+    assert "\n" not in str(err.value.message)
+    out = Path(cfg.output)
+    assert (out / "model.safetensors").exists() or list(out.rglob("model.safetensors"))
+    assert (out / "README.md").exists()

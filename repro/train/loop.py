@@ -29,7 +29,7 @@ from repro.train.config import TrainConfig
 log = logging.getLogger("repro.train")
 
 # Settings that may differ between the interrupted run and its --resume without changing the result.
-_RESUME_FREE = {"resume", "force", "save_total_limit"}
+_RESUME_FREE = {"resume", "force", "save_total_limit", "push_to_hub"}
 
 
 def work_dir(output: str | Path) -> Path:
@@ -131,8 +131,12 @@ def build_trainer(cfg: TrainConfig, work: Path):
     )
     n = min(cfg.diagnostics_texts, len(dataset))
     head = dataset.select(range(n))
+    from repro.train.dev import load_dev
+
+    dev = load_dev(cfg)
     diagnostics = DiagnosticsCallback(model, loss, work / "diagnostics.jsonl", list(head["query"]),
-                                      list(head["positive"]), list(cfg.probes), cfg.diagnostics_steps)
+                                      list(head["positive"]), list(cfg.probes), cfg.diagnostics_steps, dev=dev,
+                                      best_measure=cfg.best_measure, best_dir=work / "best-model" if dev else None)
     trainer = SparseEncoderTrainer(model=model, args=args, train_dataset=dataset, loss=loss, callbacks=[warmup])
     schedulers = [c for c in trainer.callback_handler.callbacks if isinstance(c, SpladeRegularizerWeightSchedulerCallback)]
     if schedulers != [warmup]:  # the trainer must not have added its silent 1/3-of-the-run default
@@ -183,18 +187,42 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
         if records else {},
         "warnings_at_end": records[-1].get("warnings", []) if records else [],
     }
+    if diagnostics.dev is not None:
+        summary["dev_curve"] = [{"step": r["step"], **{k: r.get(k) for k in ("dev_ndcg@10", "dev_rr@10", "nnz_q", "nnz_d")}}
+                                for r in records if r.get("dev_ndcg@10") is not None]
+        summary["best"] = diagnostics.best()
     with atomic_dir(out, force=True) as tmp:
         parts["model"].save(str(tmp))
         (tmp / "diagnostics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
         if records:
             plot_curves(records, tmp / "diagnostics.png")
         (tmp / "training-summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        if summary.get("best") and (work / "best-model").is_dir():
+            shutil.copytree(work / "best-model", tmp / "best")  # a complete SparseEncoder folder
         (tmp / "README.md").write_text(model_card(cfg, summary, parts), encoding="utf-8")
     write_manifest(out, "train", cfg.to_dict(), steps=state.global_step, train_rows=summary["train_rows"],
-                   skipped_lines=summary["skipped_lines"], seconds_per_step=summary["seconds_per_step"])
+                   skipped_lines=summary["skipped_lines"], seconds_per_step=summary["seconds_per_step"],
+                   best=summary.get("best"))
     summary["output"] = str(out)
     summary["work"] = str(work)
+    if cfg.push_to_hub:
+        summary["pushed"] = push_to_hub(out, cfg.push_to_hub)
     return summary
+
+
+def push_to_hub(folder: Path, repo_id: str) -> str:
+    """Upload the saved model folder; any failure is one line that says the model is safe on disk."""
+    try:
+        from huggingface_hub import HfApi
+
+        api = HfApi()
+        api.create_repo(repo_id, exist_ok=True)
+        info = api.upload_folder(repo_id=repo_id, folder_path=str(folder), commit_message="repro train")
+    except Exception as err:  # offline mode, no token, network: all end the same way for the user
+        first = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+        raise ReproError(f"the model is saved here, but pushing it to the hub as {repo_id!r} failed ({first}); "
+                         f"push it later with: huggingface-cli upload {repo_id} {folder}", folder) from err
+    return str(getattr(info, "commit_url", info))
 
 
 def last_complete_checkpoint(folder: Path) -> str | None:
