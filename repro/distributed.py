@@ -13,3 +13,32 @@ def rank_and_world() -> tuple[int, int]:
 def is_main_process() -> bool:
     """Only rank 0 writes shared outputs (manifests, model folders) or deletes anything."""
     return rank_and_world()[0] == 0
+
+
+def init_process_group() -> bool:
+    """Join the torchrun group (gloo on CPU, nccl on GPUs) if launched as several processes; True if joined.
+
+    Done before the Trainer would do it, so that rank 0 can prepare the output folders while the
+    others wait at `barrier`; accelerate then uses the group that exists.
+    """
+    rank, world = rank_and_world()
+    if world <= 1:
+        return False
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", rank)))
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    return True
+
+
+def barrier() -> None:
+    """Wait for every rank (a no-op in a single process)."""
+    if rank_and_world()[1] <= 1:
+        return
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.barrier()

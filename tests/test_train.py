@@ -338,3 +338,49 @@ def test_push_to_hub_offline_keeps_the_model(tiny_mlm, tmp_path, monkeypatch):
     out = Path(cfg.output)
     assert (out / "model.safetensors").exists() or list(out.rglob("model.safetensors"))
     assert (out / "README.md").exists()
+
+
+def test_hub_dataset_by_ids_and_texts_from_a_local_folder(tiny_mlm, tmp_path):
+    """`hf:` data, read streaming through `datasets` from a pre-placed folder in the hub layout."""
+    from repro.train.data import build_dataset
+
+    ds_dir = tmp_path / "msmarco"
+    (ds_dir / "bert-ensemble-margin-mse").mkdir(parents=True)
+    (ds_dir / "bert-ensemble-margin-mse" / "train.jsonl").write_text(
+        json.dumps({"query_id": 1, "positive_id": 10, "negative_id": 11, "score": 4.5}) + "\n"
+        + json.dumps({"query_id": 2, "positive_id": 11, "negative_id": 10, "score": -1.25}) + "\n")
+    (tmp_path / "queries.tsv").write_text("1\tpython code\n2\tparis food\n")
+    (tmp_path / "corpus.tsv").write_text("10\tpython is a language\n11\tbistros\tin paris\n")
+    cfg = make_cfg(tiny_mlm, tmp_path, data=f"hf:{ds_dir}:bert-ensemble-margin-mse", loss="margin-mse",
+                   num_negatives=1, queries=str(tmp_path / "queries.tsv"), corpus=str(tmp_path / "corpus.tsv"))
+    ds, stats = build_dataset(cfg, tmp_path / "c1")
+    assert ds[0] == {"query": "python code", "positive": "python is a language", "negative": "bistros in paris",
+                     "label": [4.5, 0.0]}
+    assert ds[1]["label"] == [-1.25, 0.0] and stats["rows"] == 2
+    cfg.queries = None
+    with pytest.raises(ReproError, match="holds ids: pass --queries"):
+        build_dataset(cfg, tmp_path / "c2")
+    (ds_dir / "triplet-3").mkdir()
+    (ds_dir / "triplet-3" / "train.jsonl").write_text(json.dumps(
+        {"query": "q", "positive": "p", "negative_1": "n1", "negative_2": "n2", "negative_3": "n3"}) + "\n")
+    cfg = make_cfg(tiny_mlm, tmp_path, data=f"hf:{ds_dir}:triplet-3", num_negatives=3)
+    ds, _ = build_dataset(cfg, tmp_path / "c3")
+    assert ds[0] == {"query": "q", "positive": "p", "negative_1": "n1", "negative_2": "n2", "negative_3": "n3"}
+
+
+def test_hub_dataset_offline_is_one_line_naming_the_id(tiny_mlm, tmp_path, monkeypatch):
+    import datasets.config
+    import huggingface_hub.constants as hc
+
+    from repro.train.data import build_dataset
+
+    for mod, key in ((datasets.config, "HF_HUB_OFFLINE"), (hc, "HF_HUB_OFFLINE")):
+        monkeypatch.setattr(mod, key, True, raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    cfg = make_cfg(tiny_mlm, tmp_path, data="hf:sentence-transformers/msmarco:bert-ensemble-margin-mse",
+                   loss="margin-mse", num_negatives=1)
+    with pytest.raises(ReproError, match=r"cannot read Hugging Face dataset 'sentence-transformers/msmarco:bert-ensemble-margin-mse'") as err:
+        build_dataset(cfg, tmp_path / "c")
+    assert "\n" not in err.value.message

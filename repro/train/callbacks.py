@@ -150,11 +150,11 @@ class DiagnosticsCallback(TrainerCallback):
             log.warning("step %d: token-quality warning: %s", rec["step"], w)
 
     def on_train_begin(self, args, state, control, **kwargs):
-        if state.global_step == 0 and not self.path.exists():
+        if state.is_world_process_zero and state.global_step == 0 and not self.path.exists():
             self._write(self.measure(0))
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if logs is None or "loss" not in logs or state.global_step == self.last_step:
+        if logs is None or "loss" not in logs or state.global_step == self.last_step or not state.is_world_process_zero:
             return
         self.last_step = state.global_step
         rec = self.measure(state.global_step, logs)

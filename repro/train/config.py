@@ -28,7 +28,7 @@ from repro.errors import ReproError
 from repro.encode.quality import DEFAULT_PROBES
 
 LOSSES = ("mnrl", "margin-mse", "kl")
-DATA_FORMATS = ("auto", "triplets", "jsonl", "irds", "ids")
+DATA_FORMATS = ("auto", "triplets", "jsonl", "irds", "ids", "hf")
 
 
 @dataclass

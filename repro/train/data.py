@@ -10,6 +10,9 @@ Formats (`--data-format`, `auto` guesses from the name):
   (`id<TAB>text`, MS MARCO collection.tsv style; held as byte offsets, not texts).
 - `irds`: an ir_datasets ID with doc pairs, e.g. `msmarco-passage/train/triples-small`
   (optionally written `irds:...`).
+- `hf`: `hf:ORG/NAME[:SUBSET][@SPLIT]`, a Hugging Face dataset read streaming through `datasets`
+  (or a local folder of its files in place of ORG/NAME), with text columns or id columns resolved
+  against `--queries` / `--corpus` (see `_hub`; the IDs and layouts are in docs/training.md).
 
 Why `Dataset.from_generator` and not an `IterableDataset`: the generator streams the file once
 into an Arrow file on disk (memory-mapped afterwards, so 40M triplets never sit in RAM), and the
@@ -37,6 +40,8 @@ from repro.formats.textio import iter_lines
 def detect_format(data: str, data_format: str = "auto") -> str:
     if data_format != "auto":
         return data_format
+    if data.startswith("hf:"):
+        return "hf"
     if data.startswith("irds:"):
         return "irds"
     path = Path(data)
@@ -238,10 +243,104 @@ def _irds(dataset_id: str) -> Iterator[dict[str, Any]]:
         ) from err
 
 
+_ID_COLUMNS = {"query": ("query_id", "qid", "query"), "positive": ("positive_id", "pid", "passage_id", "positive"),
+               "negative": ("negative_id", "nid", "negative")}
+
+
+def parse_hub_spec(data: str) -> tuple[str, str | None, str]:
+    """`hf:NAME[:SUBSET][@SPLIT]` -> (name, subset, split); NAME is a hub dataset ID or a local folder."""
+    spec = data.removeprefix("hf:")
+    spec, _, split = spec.partition("@")
+    name, _, subset = spec.partition(":")
+    if not name:
+        raise ReproError(f"--data {data!r}: expected hf:ORG/NAME[:SUBSET][@SPLIT]")
+    return name, subset or None, split or "train"
+
+
+def _negatives(row: dict[str, Any], prefix: str) -> list[Any]:
+    """The negative column(s) of a row: `negative`, `negative_ids` (a list) or `negative_1..k` in order."""
+    for key in (prefix, prefix + "s"):
+        if key in row:
+            value = row[key]
+            return list(value) if isinstance(value, (list, tuple)) else [value]
+    numbered = sorted((int(k.rsplit("_", 1)[1]), k) for k in row if k.startswith(prefix + "_") and k.rsplit("_", 1)[1].isdigit())
+    return [row[k] for _, k in numbered]
+
+
+def _hub(data: str, queries: str | None, corpus: str | None, bad: _Bad) -> Iterator[dict[str, Any]]:
+    """A Hugging Face dataset read streaming (never downloaded whole): text columns as they are,
+    id columns (query_id, positive_id, negative_id[s], score) resolved against --queries / --corpus
+    (id<TAB>text; the corpus as byte offsets). A single `score` is a teacher MARGIN
+    (score(q, pos) - score(q, neg), as in sentence-transformers/msmarco:bert-ensemble-margin-mse) and
+    becomes scores [margin, 0.0]: MarginMSE and KL both depend only on score differences."""
+    try:
+        import datasets
+    except ImportError as err:  # pragma: no cover - a dependency of sentence-transformers
+        raise ReproError("reading hub datasets needs the 'datasets' package") from err
+    name, subset, split = parse_hub_spec(data)
+    local = Path(name)
+    shown = f"{name}{':' + subset if subset else ''}"
+    try:
+        if local.exists():
+            stream = datasets.load_dataset(str(local), data_dir=subset, split=split, streaming=True)
+        else:
+            stream = datasets.load_dataset(name, subset, split=split, streaming=True)
+        rows = iter(stream)
+        first = next(rows, None)
+    except ReproError:
+        raise
+    except Exception as err:  # offline, unknown ID, no such subset: many exception types
+        msg = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+        raise ReproError(f"cannot read Hugging Face dataset {shown!r} (offline, or not in the local cache? "
+                         f"{msg})") from err
+    if first is None:
+        return
+    import itertools
+
+    def column(row, kind):
+        for key in _ID_COLUMNS[kind]:
+            if key in row:
+                return row[key]
+        raise ReproError(f"dataset {shown!r} has no {kind} column (columns: {', '.join(row)})")
+
+    by_id = "query_id" in first or isinstance(column(first, "query"), int)
+    qtext = docs = None
+    if by_id:
+        if not queries or not corpus:
+            raise ReproError(f"dataset {shown!r} holds ids: pass --queries FILE and --corpus FILE (id<TAB>text) "
+                             "to resolve them")
+        qtext = _read_id_text(Path(queries), bad)
+        docs = CorpusTexts(corpus, "tsv")
+    try:
+        for number, row in enumerate(itertools.chain([first], rows), start=1):
+            q, p = column(row, "query"), column(row, "positive")
+            negs = _negatives(row, "negative_id" if "negative_id" in row or "negative_ids" in row else "negative")
+            if by_id:
+                q_t, p_t = qtext.get(str(q)), docs.get(str(p))
+                n_t = [docs.get(str(n)) for n in negs]
+                if q_t is None or p_t is None or any(t is None for t in n_t):
+                    bad(Path(shown), number, "unknown id(s)", json.dumps({k: row[k] for k in row}, default=str))
+                    continue
+                q, p, negs = q_t, p_t, n_t
+            score = row.get("scores", row.get("label", row.get("score")))
+            if score is None:
+                scores = None
+            elif isinstance(score, (list, tuple)):
+                scores = [float(x) for x in score]
+            else:
+                scores = [float(score), 0.0]
+            yield {"query": q, "positive": p, "negatives": negs, "scores": scores}
+    finally:
+        if docs is not None:
+            docs.close()
+
+
 def iter_records(data: str, data_format: str, queries: str | None, corpus: str | None, bad: _Bad) -> Iterator[dict]:
     fmt = detect_format(data, data_format)
     if fmt == "irds":
         return _irds(data)
+    if fmt == "hf":
+        return _hub(data, queries, corpus, bad)
     path = Path(data)
     if fmt == "jsonl" and path.is_dir():
         fmt = "mined"
@@ -293,7 +392,11 @@ def build_dataset(cfg, cache_dir: Path):
     fmt = detect_format(cfg.data, cfg.data_format)
     if fmt in ("triplets", "ids", "irds") and cfg.num_negatives > 1:
         raise ReproError(f"{fmt} data has one negative per example; use --num-negatives 1 (or 0 to drop it)")
-    if fmt == "irds":
+    if fmt == "hf" and Path(parse_hub_spec(cfg.data)[0]).exists():
+        local = Path(parse_hub_spec(cfg.data)[0])
+        fingerprint = f"{cfg.data}:" + ",".join(f"{p}:{p.stat().st_size}:{p.stat().st_mtime_ns}"
+                                                for p in sorted(local.rglob("*")) if p.is_file())
+    elif fmt in ("irds", "hf"):
         fingerprint = cfg.data
     else:
         st = os.stat(cfg.data) if Path(cfg.data).exists() else None

@@ -61,6 +61,14 @@ def _prepare_folders(cfg: TrainConfig) -> tuple[Path, Path]:
 
 
 def build_loss(model, cfg: TrainConfig):
+    """SpladeLoss around the ranking loss; under several ranks, gathered so that N x B equals 1 x N*B.
+
+    With world size W > 1: MNRL scores each rank's queries against the documents of ALL ranks
+    (sentence-transformers' ``gather_across_devices``), and the FLOPS regulariser is computed on
+    the embeddings gathered from all ranks (`GatheredFlops`), i.e. on the global batch: its value
+    is the one a single process with the whole batch computes, whatever W (docs/training.md has
+    the gradient arithmetic). MarginMSE and KL are per-example means and need no gathering.
+    """
     from sentence_transformers.sparse_encoder.losses import (
         SparseDistillKLDivLoss,
         SparseMarginMSELoss,
@@ -68,14 +76,38 @@ def build_loss(model, cfg: TrainConfig):
         SpladeLoss,
     )
 
+    from repro.distributed import rank_and_world
+
+    several = rank_and_world()[1] > 1
     if cfg.loss == "mnrl":
-        inner = SparseMultipleNegativesRankingLoss(model)
+        inner = SparseMultipleNegativesRankingLoss(model, gather_across_devices=several)
     elif cfg.loss == "margin-mse":
         inner = SparseMarginMSELoss(model)
     else:
         inner = SparseDistillKLDivLoss(model, temperature=cfg.kl_temperature)
-    return SpladeLoss(model, loss=inner, document_regularizer_weight=cfg.lambda_d,
+    loss = SpladeLoss(model, loss=inner, document_regularizer_weight=cfg.lambda_d,
                       query_regularizer_weight=cfg.lambda_q)
+    if several:
+        loss.document_regularizer = gathered_flops(model)
+        loss.query_regularizer = gathered_flops(model)
+    return loss
+
+
+def gathered_flops(model):
+    """FLOPS over the global batch: sum_j (mean over ALL ranks' rows of w_j)^2, with gradients to every rank.
+
+    The all-gather's backward sums each rank's gradient into the rows it contributed (W identical
+    losses -> W x dF/dE_r), and DDP then averages parameter gradients over the W ranks, so the
+    update is exactly dF/dtheta of the single-process FLOPS on the whole batch.
+    """
+    from sentence_transformers.sparse_encoder.losses import FlopsLoss
+    from sentence_transformers.util.distributed import all_gather_with_grad
+
+    class GatheredFlops(FlopsLoss):
+        def compute_loss_from_embeddings(self, embeddings):
+            return super().compute_loss_from_embeddings(all_gather_with_grad(embeddings))
+
+    return GatheredFlops(model)
 
 
 def build_trainer(cfg: TrainConfig, work: Path):
@@ -98,7 +130,13 @@ def build_trainer(cfg: TrainConfig, work: Path):
     transformers.set_seed(cfg.seed)
     model = load_sparse_encoder(cfg.base_model, max_seq_length=cfg.max_length)
     freeze = apply_freezing(model, cfg.freeze_encoder, cfg.freeze_embeddings)
+    from repro.distributed import barrier, is_main_process, rank_and_world
+
+    if not is_main_process():
+        barrier()  # rank 0 writes the Arrow cache first; the others then read it
     dataset, stats = build_dataset(cfg, work / "data-cache")
+    if is_main_process():
+        barrier()
     if stats.get("skipped_lines"):
         log.warning("skipped %d malformed line(s), e.g. %s", stats["skipped_lines"], "; ".join(stats.get("skipped_examples", [])[:2]))
     loss = build_loss(model, cfg)
@@ -127,7 +165,8 @@ def build_trainer(cfg: TrainConfig, work: Path):
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
         eval_strategy="no",
-        disable_tqdm=False,
+        disable_tqdm=not is_main_process(),
+        **({"ddp_backend": "gloo", "use_cpu": True} if rank_and_world()[1] > 1 and not torch.cuda.is_available() else {}),
     )
     n = min(cfg.diagnostics_texts, len(dataset))
     head = dataset.select(range(n))
@@ -155,8 +194,16 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
     from repro.train.callbacks import plot_curves, read_records
     from repro.train.modelcard import model_card
 
+    from repro.distributed import barrier, init_process_group, is_main_process
+
     cfg.validate()
-    out, work = _prepare_folders(cfg)
+    init_process_group()
+    if is_main_process():
+        out, work = _prepare_folders(cfg)  # only rank 0 writes; the others wait for its folders
+        barrier()
+    else:
+        barrier()
+        out, work = Path(cfg.output), work_dir(cfg.output)
     trainer, parts = build_trainer(cfg, work)
     checkpoint = None
     if cfg.resume:
@@ -168,6 +215,8 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
     result = trainer.train(resume_from_checkpoint=checkpoint)
     seconds = time.perf_counter() - t0
     state = trainer.state
+    if not is_main_process():
+        return {"rank_finished": True, "steps": state.global_step}
     diagnostics = parts["diagnostics"]
     if diagnostics.last_step != state.global_step:
         diagnostics._write(diagnostics.measure(state.global_step, {"loss": result.training_loss}))

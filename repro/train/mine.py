@@ -272,7 +272,7 @@ def mine_shard(cfg: MineConfig, qids: list[str], topics: dict[str, str], positiv
         counts.skipped_positive += len(window) - len(candidates)
         for pid in pos_ids:
             positive = corpus.get(pid)
-            if positive is None:
+            if not positive or not positive.strip():  # unknown id, or an empty document (Cranfield has some)
                 counts.missing_text += 1
                 continue
             counts.candidates += len(candidates)
@@ -284,7 +284,7 @@ def mine_shard(cfg: MineConfig, qids: list[str], topics: dict[str, str], positiv
         # Score the positive and every candidate once; the guard then runs on teacher scores.
         pairs, spans = [], []
         for d in drafts:
-            texts = [corpus.get(doc) for doc, _ in d["candidates"]]
+            texts = [t if (t := corpus.get(doc)) and t.strip() else None for doc, _ in d["candidates"]]
             d["candidate_texts"] = texts
             start = len(pairs)
             pairs.append((topics[d["qid"]], d["positive"]))
@@ -304,7 +304,7 @@ def mine_shard(cfg: MineConfig, qids: list[str], topics: dict[str, str], positiv
             counts.missing_text += len(d["candidates"]) - len(pool)
             chosen = select_negatives(pool, d["teacher_positive"], cfg, qid, pid, counts)
         else:
-            pool = [(doc, s) for doc, s in d["candidates"] if corpus.get(doc) is not None]
+            pool = [(doc, s) for doc, s in d["candidates"] if (corpus.get(doc) or "").strip()]
             counts.missing_text += len(d["candidates"]) - len(pool)
             chosen = select_negatives(pool, d["reference"], cfg, qid, pid, counts)
         if len(chosen) < cfg.num_negatives:
