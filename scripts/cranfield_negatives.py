@@ -38,6 +38,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=2026, help="seed of the query split")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--variants", default="in-batch,bm25-mined,splade-mined")
+    ap.add_argument("--max-length", type=int, default=128, help="training max length (queries and documents)")
+    ap.add_argument("--eval-max-length", type=int, default=256, help="document max length when scoring the test half")
     args = ap.parse_args()
 
     import torch
@@ -122,7 +124,7 @@ def main() -> None:
         cfg = TrainConfig(base_model=model, output=str(work / f"model-{name}"), data=path, loss="mnrl",
                           num_negatives=negs, lambda_q=5e-3, lambda_d=4e-3, reg_warmup_steps=40,
                           batch_size=args.batch_size, lr=args.lr, lr_warmup_steps=10, max_steps=args.steps,
-                          seed=13, max_length=128, save_steps=10_000, diagnostics_steps=args.steps,
+                          seed=13, max_length=args.max_length, save_steps=10_000, diagnostics_steps=args.steps,
                           diagnostics_texts=16, force=True)
         summary = timed(f"train {name}", lambda: run_training(cfg))
         trained[name] = summary
@@ -135,7 +137,7 @@ def main() -> None:
     agg, pq = measure({q: [(d, float(s)) for d, s in hits] for q, hits in bm25_run.items()}, dev.qrels)
     results["BM25"], per_query["BM25"] = agg, pq
     for name, folder in [("splade-tiny", model)] + [(f"+ {v}", str(work / f"model-{v}")) for v in variants]:
-        m = load_sparse_encoder(folder, max_seq_length=256)
+        m = load_sparse_encoder(folder, max_seq_length=args.eval_max_length)
         ev = timed(f"evaluate {name}", lambda: evaluate(m, dev, names=("ndcg@10", "rr@10", "r@100")))
         results[name], per_query[name] = ev["aggregate"], ev["per_query"]
     qids = list(dev.queries)
@@ -148,7 +150,7 @@ def main() -> None:
                 row[f"vs {base}"] = {"delta": round(test["delta"], 4), "p_ttest": round(test["p_ttest"], 3),
                                      "p_randomization": round(test["p_randomization"], 3)}
         rows.append(row)
-    report = {"split": {k: len(v) for k, v in split.items()}, "seed": args.seed, "train_pairs": pairs,
+    report = {"args": vars(args) | {"workdir": str(args.workdir)}, "split": {k: len(v) for k, v in split.items()}, "seed": args.seed, "train_pairs": pairs,
               "mined": {k: {c: v[c] for c in ("records", "skipped_margin", "skipped_positive", "positive_not_retrieved",
                                              "too_few_negatives")} for k, v in mined.items()},
               "training": {k: {"steps": v["steps"], "rows": v["train_rows"], "seconds_per_step": v["seconds_per_step"],

@@ -232,3 +232,34 @@ def test_cli_errors_are_one_line(bm25, tmp_path):
     res = CliRunner().invoke(cli, base + ["--threads", "1", "--absolute-margin", "0", "--relative-margin", "none"])
     assert res.exit_code == 0, res.output
     assert json.loads(res.output)["records"] > 0
+
+
+@pytest.mark.parametrize("engine", ["lucene", "seismic"])
+def test_mining_from_splade_indexes(bm25, tiny_mlm, tmp_path, engine):
+    """Impact (Lucene) and Seismic indexes: queries encoded at the index's factor; scores are the engine's integers."""
+    from repro import engines
+    from repro.encode.documents import encode_corpus
+    from repro.index.build import build_index
+    from repro.train.mine import mine
+
+    if engine == "seismic" and not engines.ENGINES["seismic"].load().is_available():
+        pytest.skip("pyseismic-lsr not installed")
+    encode_corpus(str(bm25["corpus"]), tmp_path / "coll", model=str(tiny_mlm), progress=False, threads=1)
+    settings = {"n_postings": 200} if engine == "seismic" else None
+    build_index(tmp_path / "coll", tmp_path / "idx", engine=engine, threads=1, settings=settings)
+    with pytest.raises(ReproError, match="give --model"):
+        mine(cfg_for(bm25, index=str(tmp_path / "idx")), tmp_path / "no-model", threads=1, progress=False)
+    info = mine(cfg_for(bm25, index=str(tmp_path / "idx"), model=str(tiny_mlm), relative_margin=None,
+                        settings={"query_cut": 50} if engine == "seismic" else {}),
+                tmp_path / "mined", threads=1, progress=False)
+    recs = read_records(tmp_path / "mined")
+    assert info["engine"] == engine and info["index_kind"] in ("impact", "seismic") and recs
+    judged = {}
+    for line in bm25["qrels"].read_text().splitlines():
+        q, _, d, r = line.split()
+        if int(r) >= 1:
+            judged.setdefault(q, set()).add(d)
+    for rec in recs:
+        assert not judged[rec["qid"]] & set(rec["nids"])
+        assert all(float(s).is_integer() for s in rec["retrieval_scores"][1:])
+        assert rec["retrieval_scores"][1:] == sorted(rec["retrieval_scores"][1:], reverse=True)
