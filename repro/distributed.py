@@ -42,3 +42,32 @@ def barrier() -> None:
 
     if dist.is_initialized():
         dist.barrier()
+
+
+def main_first(fn):
+    """Run ``fn`` on rank 0 first, then on the other ranks; a user error on rank 0 ends every rank.
+
+    Rank 0's outcome (None, or its error message) is broadcast, so the other ranks raise the same
+    one-line error instead of waiting forever at a barrier rank 0 never reaches.
+    """
+    from repro.errors import ReproError
+
+    rank, world = rank_and_world()
+    if world <= 1:
+        return fn()
+    import torch.distributed as dist
+
+    result, status = None, [None]
+    if rank == 0:
+        try:
+            result = fn()
+        except ReproError as err:
+            status = [err.message]
+            dist.broadcast_object_list(status, src=0)
+            raise
+        dist.broadcast_object_list(status, src=0)
+        return result
+    dist.broadcast_object_list(status, src=0)
+    if status[0] is not None:
+        raise ReproError(f"rank 0 stopped: {status[0]}")
+    return fn()

@@ -56,3 +56,17 @@ def test_two_ranks_equal_one_rank_with_the_whole_batch(tiny_mlm, tmp_path):
     assert worst <= 1e-5, worst
     summary = json.loads((tmp_path / "two" / "training-summary.json").read_text())
     assert summary["steps"] == 6 and summary["train_rows"] == 48
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path(REPRO).exists(), reason="the repro console script is not installed")
+def test_a_user_error_on_rank_0_ends_every_rank(tiny_mlm, tmp_path):
+    data = write_triplets(tmp_path / "t.tsv", n=16)
+    (tmp_path / "exists").mkdir()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29518",
+                          "--no-python", REPRO, *_args(tiny_mlm, data, tmp_path / "exists", 8)],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode != 0
+    assert "output exists; pass --force to overwrite it" in res.stderr
+    assert "rank 0 stopped: " in res.stderr  # rank 1 reports rank 0's error instead of hanging

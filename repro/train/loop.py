@@ -130,13 +130,10 @@ def build_trainer(cfg: TrainConfig, work: Path):
     transformers.set_seed(cfg.seed)
     model = load_sparse_encoder(cfg.base_model, max_seq_length=cfg.max_length)
     freeze = apply_freezing(model, cfg.freeze_encoder, cfg.freeze_embeddings)
-    from repro.distributed import barrier, is_main_process, rank_and_world
+    from repro.distributed import is_main_process, main_first, rank_and_world
 
-    if not is_main_process():
-        barrier()  # rank 0 writes the Arrow cache first; the others then read it
-    dataset, stats = build_dataset(cfg, work / "data-cache")
-    if is_main_process():
-        barrier()
+    # rank 0 writes the Arrow cache first; the others then read it
+    dataset, stats = main_first(lambda: build_dataset(cfg, work / "data-cache"))
     if stats.get("skipped_lines"):
         log.warning("skipped %d malformed line(s), e.g. %s", stats["skipped_lines"], "; ".join(stats.get("skipped_examples", [])[:2]))
     loss = build_loss(model, cfg)
@@ -194,16 +191,12 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
     from repro.train.callbacks import plot_curves, read_records
     from repro.train.modelcard import model_card
 
-    from repro.distributed import barrier, init_process_group, is_main_process
+    from repro.distributed import init_process_group, is_main_process, main_first
 
     cfg.validate()
     init_process_group()
-    if is_main_process():
-        out, work = _prepare_folders(cfg)  # only rank 0 writes; the others wait for its folders
-        barrier()
-    else:
-        barrier()
-        out, work = Path(cfg.output), work_dir(cfg.output)
+    # only rank 0 writes; the others wait for its folders (or stop with its error)
+    out, work = main_first(lambda: _prepare_folders(cfg) if is_main_process() else (Path(cfg.output), work_dir(cfg.output)))
     trainer, parts = build_trainer(cfg, work)
     checkpoint = None
     if cfg.resume:
