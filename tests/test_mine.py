@@ -234,6 +234,7 @@ def test_cli_errors_are_one_line(bm25, tmp_path):
     assert json.loads(res.output)["records"] > 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ["lucene", "seismic"])
 def test_mining_from_splade_indexes(bm25, tiny_mlm, tmp_path, engine):
     """Impact (Lucene) and Seismic indexes: queries encoded at the index's factor; scores are the engine's integers."""
