@@ -271,3 +271,116 @@ def test_offline_hub_id_and_existing_output_are_clear_errors(tiny_mlm, tmp_path)
     (tmp_path / "out").mkdir()
     with pytest.raises(ReproError, match="--force"):
         run_training(make_cfg(tiny_mlm, tmp_path))
+
+
+def test_dev_evaluation_while_training_and_best_model(tiny_mlm, tmp_path):
+    from sentence_transformers.sparse_encoder import SparseEncoder
+
+    from repro.train.dev import DevSet, evaluate
+    from repro.train.loop import run_training
+
+    rnd = random.Random(5)
+    docs = {f"d{i}": " ".join(rnd.sample(WORDS, 8)) for i in range(30)}
+    (tmp_path / "dev-corpus.tsv").write_text("".join(f"{k}\t{v}\n" for k, v in docs.items()))
+    (tmp_path / "dev-q.tsv").write_text("".join(f"q{i}\t{' '.join(docs[f'd{i}'].split()[:3])}\n" for i in range(10)))
+    (tmp_path / "dev-qrels.txt").write_text("".join(f"q{i} 0 d{i} 1\n" for i in range(10)))
+    cfg = make_cfg(tiny_mlm, tmp_path, max_steps=8, diagnostics_steps=4, dev_queries=str(tmp_path / "dev-q.tsv"),
+                   dev_corpus=str(tmp_path / "dev-corpus.tsv"), dev_qrels=str(tmp_path / "dev-qrels.txt"))
+    summary = run_training(cfg)
+    out = Path(summary["output"])
+    recs = records(out)
+    assert [r["step"] for r in recs] == [0, 4, 8]
+    for r in recs:
+        assert 0 <= r["dev_ndcg@10"] <= 1 and 0 <= r["dev_rr@10"] <= 1 and "flops" in r and r["dev_queries"] == 10
+    best = summary["best"]
+    assert best["value"] == max(r["dev_ndcg@10"] for r in recs)
+    assert best["step"] == min(r["step"] for r in recs if r["dev_ndcg@10"] == best["value"])
+    # the saved best model scores what the log says it scored
+    again = evaluate(SparseEncoder(str(out / "best"), local_files_only=True),
+                     DevSet.load(cfg.dev_queries, cfg.dev_corpus, cfg.dev_qrels))
+    assert again["aggregate"]["ndcg@10"] == pytest.approx(best["value"], abs=1e-6)
+    card = (out / "README.md").read_text()
+    assert "Dev curve" in card and f"step {best['step']}" in card
+    assert (out / "diagnostics.png").stat().st_size > 1000
+
+
+def test_dev_measures_match_the_repro_evaluator(tmp_path):
+    """The in-training nDCG@10 / RR@10 equal `repro evaluate` on the same ranking written as a run."""
+    from repro.evaluate.evaluation import evaluate as repro_evaluate
+    from repro.formats.qrels import read_qrels
+    from repro.formats.runs import read_run
+    from repro.train.dev import measure
+
+    run = {"q1": [("d3", 2.0), ("d1", 2.0), ("d2", 1.0)], "q2": [("d9", 1.0)], "q3": []}
+    qrels = {"q1": {"d1": 2, "d2": 1}, "q2": {"d5": 1}, "q3": {"d1": 1}}
+    agg, per_query = measure(run, qrels)
+    (tmp_path / "q.txt").write_text("".join(f"{q} 0 {d} {r}\n" for q, docs in qrels.items() for d, r in docs.items()))
+    (tmp_path / "r.trec").write_text("".join(f"{q} Q0 {d} {i + 1} {10 - i} t\n" for q, hits in run.items()
+                                             for i, (d, _) in enumerate(hits)))
+    ev = repro_evaluate([read_run(tmp_path / "r.trec")], read_qrels(tmp_path / "q.txt"), ["nDCG@10", "RR@10"])
+    assert per_query["q1"]["rr@10"] == 0.5 and per_query["q3"]["ndcg@10"] == 0.0
+    assert agg["rr@10"] == pytest.approx(0.5 / 3)
+    assert ev.runs[0].aggregate["nDCG@10"] == pytest.approx(agg["ndcg@10"], abs=1e-9)
+    assert ev.runs[0].aggregate["RR@10"] == pytest.approx(agg["rr@10"], abs=1e-9)
+
+
+def test_push_to_hub_offline_keeps_the_model(tiny_mlm, tmp_path, monkeypatch):
+    from repro.train.loop import run_training
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants as hc
+
+    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", True)
+    cfg = make_cfg(tiny_mlm, tmp_path, max_steps=2, push_to_hub="someone/repro-test-model")
+    with pytest.raises(ReproError, match="saved here, but pushing it to the hub as 'someone/repro-test-model' failed") as err:
+        run_training(cfg)
+    assert "\n" not in str(err.value.message)
+    out = Path(cfg.output)
+    assert (out / "model.safetensors").exists() or list(out.rglob("model.safetensors"))
+    assert (out / "README.md").exists()
+
+
+def test_hub_dataset_by_ids_and_texts_from_a_local_folder(tiny_mlm, tmp_path):
+    """`hf:` data, read streaming through `datasets` from a pre-placed folder in the hub layout."""
+    from repro.train.data import build_dataset
+
+    ds_dir = tmp_path / "msmarco"
+    (ds_dir / "bert-ensemble-margin-mse").mkdir(parents=True)
+    (ds_dir / "bert-ensemble-margin-mse" / "train.jsonl").write_text(
+        json.dumps({"query_id": 1, "positive_id": 10, "negative_id": 11, "score": 4.5}) + "\n"
+        + json.dumps({"query_id": 2, "positive_id": 11, "negative_id": 10, "score": -1.25}) + "\n")
+    (tmp_path / "queries.tsv").write_text("1\tpython code\n2\tparis food\n")
+    (tmp_path / "corpus.tsv").write_text("10\tpython is a language\n11\tbistros\tin paris\n")
+    cfg = make_cfg(tiny_mlm, tmp_path, data=f"hf:{ds_dir}:bert-ensemble-margin-mse", loss="margin-mse",
+                   num_negatives=1, queries=str(tmp_path / "queries.tsv"), corpus=str(tmp_path / "corpus.tsv"))
+    ds, stats = build_dataset(cfg, tmp_path / "c1")
+    assert ds[0] == {"query": "python code", "positive": "python is a language", "negative": "bistros in paris",
+                     "label": [4.5, 0.0]}
+    assert ds[1]["label"] == [-1.25, 0.0] and stats["rows"] == 2
+    cfg.queries = None
+    with pytest.raises(ReproError, match="holds ids: pass --queries"):
+        build_dataset(cfg, tmp_path / "c2")
+    (ds_dir / "triplet-3").mkdir()
+    (ds_dir / "triplet-3" / "train.jsonl").write_text(json.dumps(
+        {"query": "q", "positive": "p", "negative_1": "n1", "negative_2": "n2", "negative_3": "n3"}) + "\n")
+    cfg = make_cfg(tiny_mlm, tmp_path, data=f"hf:{ds_dir}:triplet-3", num_negatives=3)
+    ds, _ = build_dataset(cfg, tmp_path / "c3")
+    assert ds[0] == {"query": "q", "positive": "p", "negative_1": "n1", "negative_2": "n2", "negative_3": "n3"}
+
+
+def test_hub_dataset_offline_is_one_line_naming_the_id(tiny_mlm, tmp_path, monkeypatch):
+    import datasets.config
+    import huggingface_hub.constants as hc
+
+    from repro.train.data import build_dataset
+
+    for mod, key in ((datasets.config, "HF_HUB_OFFLINE"), (hc, "HF_HUB_OFFLINE")):
+        monkeypatch.setattr(mod, key, True, raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    cfg = make_cfg(tiny_mlm, tmp_path, data="hf:sentence-transformers/msmarco:bert-ensemble-margin-mse",
+                   loss="margin-mse", num_negatives=1)
+    with pytest.raises(ReproError, match=r"cannot read Hugging Face dataset 'sentence-transformers/msmarco:bert-ensemble-margin-mse'") as err:
+        build_dataset(cfg, tmp_path / "c")
+    assert "\n" not in err.value.message

@@ -59,8 +59,13 @@ class DiagnosticsCallback(TrainerCallback):
     """Every N steps: loss parts, sparsity, FLOPS, token-quality shares and probe top tokens -> JSONL."""
 
     def __init__(self, model, loss, jsonl_path: Path, sample_queries: list[str], sample_docs: list[str],
-                 probes: list[str], every: int) -> None:
+                 probes: list[str], every: int, dev=None, best_measure: str = "ndcg@10",
+                 best_dir: Path | None = None) -> None:
         self.model = model
+        self.dev = dev  # repro.train.dev.DevSet or None
+        self.best_measure = best_measure
+        self.best_dir = best_dir
+        self.best_file = None if best_dir is None else best_dir.with_name(best_dir.name + ".json")
         self.loss = loss
         self.path = Path(jsonl_path)
         self.sample_queries = sample_queries
@@ -105,10 +110,39 @@ class DiagnosticsCallback(TrainerCallback):
         rec["warnings"] = quality.quality_warnings({r["text"]: r for r in p["texts"]}, q["aggregate"]) + [
             f"documents: {w}" for w in quality.quality_warnings({}, d["aggregate"])
         ]
+        if self.dev is not None:
+            from repro.train.dev import evaluate
+
+            t1 = time.perf_counter()
+            result = evaluate(self.model, self.dev, names=("ndcg@10", "rr@10"))
+            for name, value in result["aggregate"].items():
+                rec[f"dev_{name}"] = value
+            rec["dev_queries"] = result["queries"]
+            rec["dev_seconds"] = round(time.perf_counter() - t1, 3)
         rec["diagnostics_seconds"] = round(time.perf_counter() - t0, 3)
         return rec
 
+    def best(self) -> dict[str, Any] | None:
+        """The best dev record so far ({step, measure, value}), kept across a resume in best-model.json."""
+        if self.best_file is None or not self.best_file.exists():
+            return None
+        return json.loads(self.best_file.read_text(encoding="utf-8"))
+
+    def _keep_if_best(self, rec: dict[str, Any]) -> None:
+        from repro.outputs import write_text
+        from repro.train.dev import write_best
+
+        value = rec.get(f"dev_{self.best_measure}")
+        if value is None or self.best_dir is None:
+            return
+        best = self.best()
+        if best is not None and not value > best["value"]:  # ties keep the earlier (sparser, cheaper) model
+            return
+        write_best(self.model, self.best_dir)
+        write_text(self.best_file, json.dumps({"step": rec["step"], "measure": self.best_measure, "value": value}) + "\n")
+
     def _write(self, rec: dict[str, Any]) -> None:
+        self._keep_if_best(rec)
         self.records.append(rec)
         with open(self.path, "a", encoding="utf-8") as handle:  # append-only log; a killed run leaves whole lines
             handle.write(json.dumps(rec) + "\n")
@@ -116,11 +150,11 @@ class DiagnosticsCallback(TrainerCallback):
             log.warning("step %d: token-quality warning: %s", rec["step"], w)
 
     def on_train_begin(self, args, state, control, **kwargs):
-        if state.global_step == 0 and not self.path.exists():
+        if state.is_world_process_zero and state.global_step == 0 and not self.path.exists():
             self._write(self.measure(0))
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if logs is None or "loss" not in logs or state.global_step == self.last_step:
+        if logs is None or "loss" not in logs or state.global_step == self.last_step or not state.is_world_process_zero:
             return
         self.last_step = state.global_step
         rec = self.measure(state.global_step, logs)
@@ -158,7 +192,8 @@ def plot_curves(records: list[dict[str, Any]], png: Path) -> None:
     def series(key):
         return [r.get(key) if r.get(key) is not None else float("nan") for r in records]
 
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    dev_keys = [k for k in ("dev_ndcg@10", "dev_rr@10") if any(r.get(k) is not None for r in records)]
+    fig, axes = plt.subplots(1, 4 if dev_keys else 3, figsize=(20 if dev_keys else 15, 4))
     for key in ("loss", "ranking_loss", "flops_q_weighted", "flops_d_weighted"):
         axes[0].plot(steps, series(key), marker=".", label=key)
     axes[0].set_title("loss parts")
@@ -171,6 +206,10 @@ def plot_curves(records: list[dict[str, Any]], png: Path) -> None:
                 "expansion_share_q"):
         axes[2].plot(steps, series(key), marker=".", label=key)
     axes[2].set_title("share of weight")
+    if dev_keys:
+        for key in dev_keys:
+            axes[3].plot(steps, series(key), marker=".", label=key)
+        axes[3].set_title("dev set (exact dot product)")
     for ax in axes:
         ax.set_xlabel("step")
         ax.legend(fontsize=7)

@@ -30,7 +30,7 @@ from repro.errors import ReproError
 from repro.encode.quality import DEFAULT_PROBES
 
 LOSSES = ("mnrl", "margin-mse", "kl")
-DATA_FORMATS = ("auto", "triplets", "jsonl", "irds", "ids", "smart-pairs")
+DATA_FORMATS = ("auto", "triplets", "jsonl", "irds", "ids", "hf", "smart-pairs")
 
 
 @dataclass
@@ -68,6 +68,11 @@ class TrainConfig:
     diagnostics_steps: int = 50
     diagnostics_texts: int = 32
     probes: list[str] = field(default_factory=lambda: list(DEFAULT_PROBES))
+    dev_queries: str | None = None
+    dev_corpus: str | None = None
+    dev_qrels: str | None = None
+    best_measure: str = "ndcg@10"
+    push_to_hub: str | None = None
     skip_bad_lines: bool = False
     resume: bool = False
     force: bool = False
@@ -106,6 +111,8 @@ class TrainConfig:
             raise ReproError("--num-negatives must be >= 0")
         if self.loss != "mnrl" and self.num_negatives < 1:
             raise ReproError(f"--loss {self.loss} needs at least one scored negative per example (--num-negatives >= 1)")
+        if self.best_measure not in ("ndcg@10", "rr@10"):
+            raise ReproError(f"unknown --best-measure {self.best_measure!r}; choose ndcg@10 or rr@10")
         if self.save_steps < 1 or self.diagnostics_steps < 1:
             raise ReproError("--save-steps and --diagnostics-steps must be >= 1")
 

@@ -3,7 +3,9 @@
 Formats (`--data-format`, `auto` guesses from the name):
 - `triplets`: TSV `query<TAB>positive<TAB>negative` (naver/splade's format).
 - `jsonl`: `{"query", "positive", "negatives": [...], "scores": [...]}` where `scores` are
-  cross-encoder scores of [positive] + negatives (required by margin-mse and kl).
+  cross-encoder scores of [positive] + negatives (required by margin-mse and kl); other keys are
+  ignored. A `repro mine` output FOLDER is read as its JSONL shards in order (checked against
+  its manifest).
 - `ids`: TSV `qid<TAB>pid<TAB>nid`, resolved against `--queries` (`id<TAB>text`) and `--corpus`
   (`id<TAB>text`, MS MARCO collection.tsv style; held as byte offsets, not texts).
 - `smart-pairs`: a SMART-format corpus (Cranfield's `cran.all.1400`) as title -> abstract pairs
@@ -11,6 +13,9 @@ Formats (`--data-format`, `auto` guesses from the name):
   words skipped), in-batch negatives only: what configs/cranfield-finetune.toml trains on.
 - `irds`: an ir_datasets ID with doc pairs, e.g. `msmarco-passage/train/triples-small`
   (optionally written `irds:...`).
+- `hf`: `hf:ORG/NAME[:SUBSET][@SPLIT]`, a Hugging Face dataset read streaming through `datasets`
+  (or a local folder of its files in place of ORG/NAME), with text columns or id columns resolved
+  against `--queries` / `--corpus` (see `_hub`; the IDs and layouts are in docs/training.md).
 
 Why `Dataset.from_generator` and not an `IterableDataset`: the generator streams the file once
 into an Arrow file on disk (memory-mapped afterwards, so 40M triplets never sit in RAM), and the
@@ -38,6 +43,8 @@ from repro.formats.textio import iter_lines
 def detect_format(data: str, data_format: str = "auto") -> str:
     if data_format != "auto":
         return data_format
+    if data.startswith("hf:"):
+        return "hf"
     if data.startswith("irds:"):
         return "irds"
     path = Path(data)
@@ -46,7 +53,7 @@ def detect_format(data: str, data_format: str = "auto") -> str:
             return "irds"
         raise ReproError("training data not found", path)
     name = path.name.removesuffix(".gz")
-    if name.endswith((".jsonl", ".json")):
+    if path.is_dir() or name.endswith((".jsonl", ".json")):
         return "jsonl"
     if name.startswith("cran.all") or name.endswith(".smart"):
         return "smart-pairs"
@@ -150,6 +157,47 @@ def _offsets(path: Path) -> dict[str, int]:
     return offsets
 
 
+class CorpusTexts:
+    """Document text by id, looked up lazily: a plain `id<TAB>text` file is held as byte offsets
+    (one int per passage: MS MARCO's 8.8M passages cost offsets, not 3 GB of text); other corpus
+    formats (JSONL, SMART, ir_datasets) are read once into memory (small collections)."""
+
+    def __init__(self, source: str | Path, fmt: str = "auto") -> None:
+        from repro.formats.corpus import detect_format as corpus_format
+        from repro.formats.corpus import iter_docs
+
+        self.source = str(source)
+        fmt = corpus_format(source) if fmt == "auto" else fmt
+        path = Path(source)
+        self._handle = None
+        self._texts: dict[str, str] | None = None
+        if fmt == "tsv" and path.is_file() and not path.name.endswith(".gz"):
+            self._offsets = _offsets(path)
+            self._handle = open(path, "rb")
+        else:
+            self._texts = {d.id: d.text for d in iter_docs(source, fmt)}
+
+    def __contains__(self, doc_id: str) -> bool:
+        return doc_id in (self._texts if self._texts is not None else self._offsets)
+
+    def __len__(self) -> int:
+        return len(self._texts if self._texts is not None else self._offsets)
+
+    def get(self, doc_id: str) -> str | None:
+        if self._texts is not None:
+            return self._texts.get(doc_id)
+        pos = self._offsets.get(doc_id)
+        if pos is None:
+            return None
+        self._handle.seek(pos)
+        line = self._handle.readline().decode("utf-8", "replace").rstrip("\r\n")
+        return " ".join(line.split("\t")[1:])  # extra tabs belong to the text, as the corpus reader joins them
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+
+
 def _id_triplets(path: Path, queries: str | None, corpus: str | None, bad: _Bad) -> Iterator[dict[str, Any]]:
     if not queries or not corpus:
         raise ReproError("id triplets need --queries FILE and --corpus FILE to resolve the ids", path)
@@ -157,22 +205,17 @@ def _id_triplets(path: Path, queries: str | None, corpus: str | None, bad: _Bad)
     corpus_path = Path(corpus)
     if not corpus_path.is_file():
         raise ReproError("corpus file not found", corpus_path)
-    offsets = _offsets(corpus_path)
-    with open(corpus_path, "rb") as docs:
-
-        def doc(pid: str) -> str | None:
-            if pid not in offsets:
-                return None
-            docs.seek(offsets[pid])
-            return docs.readline().decode("utf-8", "replace").rstrip("\r\n").split("\t", 1)[1]
-
+    docs = CorpusTexts(corpus_path, "tsv")
+    try:
         for lineno, line, parts in _three_fields(path, bad, "qid, pid, nid"):
-            q, p, n = qtext.get(parts[0]), doc(parts[1]), doc(parts[2])
+            q, p, n = qtext.get(parts[0]), docs.get(parts[1]), docs.get(parts[2])
             if q is None or p is None or n is None:
                 missing = [x for x, t in zip(parts, (q, p, n)) if t is None]
                 bad(path, lineno, f"unknown id(s) {missing}", line)
                 continue
             yield {"query": q, "positive": p, "negatives": [n], "scores": None}
+    finally:
+        docs.close()
 
 
 def _irds(dataset_id: str) -> Iterator[dict[str, Any]]:
@@ -215,14 +258,108 @@ def _smart_pairs(path: Path) -> Iterator[dict[str, Any]]:
             body = body[len(title):].strip()
         if len(title.split()) >= 2 and len(body.split()) >= 5:
             yield {"query": title, "positive": body, "negatives": [], "scores": None}
+_ID_COLUMNS = {"query": ("query_id", "qid", "query"), "positive": ("positive_id", "pid", "passage_id", "positive"),
+               "negative": ("negative_id", "nid", "negative")}
+
+
+def parse_hub_spec(data: str) -> tuple[str, str | None, str]:
+    """`hf:NAME[:SUBSET][@SPLIT]` -> (name, subset, split); NAME is a hub dataset ID or a local folder."""
+    spec = data.removeprefix("hf:")
+    spec, _, split = spec.partition("@")
+    name, _, subset = spec.partition(":")
+    if not name:
+        raise ReproError(f"--data {data!r}: expected hf:ORG/NAME[:SUBSET][@SPLIT]")
+    return name, subset or None, split or "train"
+
+
+def _negatives(row: dict[str, Any], prefix: str) -> list[Any]:
+    """The negative column(s) of a row: `negative`, `negative_ids` (a list) or `negative_1..k` in order."""
+    for key in (prefix, prefix + "s"):
+        if key in row:
+            value = row[key]
+            return list(value) if isinstance(value, (list, tuple)) else [value]
+    numbered = sorted((int(k.rsplit("_", 1)[1]), k) for k in row if k.startswith(prefix + "_") and k.rsplit("_", 1)[1].isdigit())
+    return [row[k] for _, k in numbered]
+
+
+def _hub(data: str, queries: str | None, corpus: str | None, bad: _Bad) -> Iterator[dict[str, Any]]:
+    """A Hugging Face dataset read streaming (never downloaded whole): text columns as they are,
+    id columns (query_id, positive_id, negative_id[s], score) resolved against --queries / --corpus
+    (id<TAB>text; the corpus as byte offsets). A single `score` is a teacher MARGIN
+    (score(q, pos) - score(q, neg), as in sentence-transformers/msmarco:bert-ensemble-margin-mse) and
+    becomes scores [margin, 0.0]: MarginMSE and KL both depend only on score differences."""
+    try:
+        import datasets
+    except ImportError as err:  # pragma: no cover - a dependency of sentence-transformers
+        raise ReproError("reading hub datasets needs the 'datasets' package") from err
+    name, subset, split = parse_hub_spec(data)
+    local = Path(name)
+    shown = f"{name}{':' + subset if subset else ''}"
+    try:
+        if local.exists():
+            stream = datasets.load_dataset(str(local), data_dir=subset, split=split, streaming=True)
+        else:
+            stream = datasets.load_dataset(name, subset, split=split, streaming=True)
+        rows = iter(stream)
+        first = next(rows, None)
+    except ReproError:
+        raise
+    except Exception as err:  # offline, unknown ID, no such subset: many exception types
+        msg = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+        raise ReproError(f"cannot read Hugging Face dataset {shown!r} (offline, or not in the local cache? "
+                         f"{msg})") from err
+    if first is None:
+        return
+    import itertools
+
+    def column(row, kind):
+        for key in _ID_COLUMNS[kind]:
+            if key in row:
+                return row[key]
+        raise ReproError(f"dataset {shown!r} has no {kind} column (columns: {', '.join(row)})")
+
+    by_id = "query_id" in first or isinstance(column(first, "query"), int)
+    qtext = docs = None
+    if by_id:
+        if not queries or not corpus:
+            raise ReproError(f"dataset {shown!r} holds ids: pass --queries FILE and --corpus FILE (id<TAB>text) "
+                             "to resolve them")
+        qtext = _read_id_text(Path(queries), bad)
+        docs = CorpusTexts(corpus, "tsv")
+    try:
+        for number, row in enumerate(itertools.chain([first], rows), start=1):
+            q, p = column(row, "query"), column(row, "positive")
+            negs = _negatives(row, "negative_id" if "negative_id" in row or "negative_ids" in row else "negative")
+            if by_id:
+                q_t, p_t = qtext.get(str(q)), docs.get(str(p))
+                n_t = [docs.get(str(n)) for n in negs]
+                if q_t is None or p_t is None or any(t is None for t in n_t):
+                    bad(Path(shown), number, "unknown id(s)", json.dumps({k: row[k] for k in row}, default=str))
+                    continue
+                q, p, negs = q_t, p_t, n_t
+            score = row.get("scores", row.get("label", row.get("score")))
+            if score is None:
+                scores = None
+            elif isinstance(score, (list, tuple)):
+                scores = [float(x) for x in score]
+            else:
+                scores = [float(score), 0.0]
+            yield {"query": q, "positive": p, "negatives": negs, "scores": scores}
+    finally:
+        if docs is not None:
+            docs.close()
 
 
 def iter_records(data: str, data_format: str, queries: str | None, corpus: str | None, bad: _Bad) -> Iterator[dict]:
     fmt = detect_format(data, data_format)
     if fmt == "irds":
         return _irds(data)
+    if fmt == "hf":
+        return _hub(data, queries, corpus, bad)
     path = Path(data)
-    if not path.is_file():
+    if fmt == "jsonl" and path.is_dir():
+        fmt = "mined"
+    elif not path.is_file():
         raise ReproError("training data not found", path)
     if fmt == "triplets":
         return _tsv_triplets(path, bad)
@@ -230,6 +367,10 @@ def iter_records(data: str, data_format: str, queries: str | None, corpus: str |
         return _jsonl(path, bad)
     if fmt == "smart-pairs":
         return _smart_pairs(path)
+    if fmt == "mined":
+        from repro.train.mine import shard_files
+
+        return (rec for shard in shard_files(path) for rec in _jsonl(shard, bad))
     return _id_triplets(path, queries, corpus, bad)
 
 
@@ -268,13 +409,21 @@ def build_dataset(cfg, cache_dir: Path):
     fmt = detect_format(cfg.data, cfg.data_format)
     if fmt in ("triplets", "ids", "irds") and cfg.num_negatives > 1:
         raise ReproError(f"{fmt} data has one negative per example; use --num-negatives 1 (or 0 to drop it)")
-    if fmt == "irds":
+    if fmt == "hf" and Path(parse_hub_spec(cfg.data)[0]).exists():
+        local = Path(parse_hub_spec(cfg.data)[0])
+        fingerprint = f"{cfg.data}:" + ",".join(f"{p}:{p.stat().st_size}:{p.stat().st_mtime_ns}"
+                                                for p in sorted(local.rglob("*")) if p.is_file())
+    elif fmt in ("irds", "hf"):
         fingerprint = cfg.data
     else:
         st = os.stat(cfg.data) if Path(cfg.data).exists() else None
         if st is None:
             raise ReproError("training data not found", cfg.data)
         fingerprint = f"{Path(cfg.data).resolve()}:{st.st_size}:{st.st_mtime_ns}"
+        if Path(cfg.data).is_dir():  # a `repro mine` folder: its manifest's checksums say what is in it
+            from repro.manifest import sha256_file, manifest_path
+
+            fingerprint = f"{Path(cfg.data).resolve()}:{sha256_file(manifest_path(Path(cfg.data)))}"
     features = {"query": Value("string"), "positive": Value("string")}
     features.update({c: Value("string") for c in negative_columns(cfg.num_negatives)})
     if cfg.loss != "mnrl":

@@ -30,7 +30,7 @@ from repro.train.config import TrainConfig
 log = logging.getLogger("repro.train")
 
 # Settings that may differ between the interrupted run and its --resume without changing the result.
-_RESUME_FREE = {"resume", "force", "save_total_limit"}
+_RESUME_FREE = {"resume", "force", "save_total_limit", "push_to_hub"}
 
 
 def work_dir(output: str | Path) -> Path:
@@ -68,6 +68,14 @@ def _prepare_folders(cfg: TrainConfig) -> tuple[Path, Path]:
 
 
 def build_loss(model, cfg: TrainConfig):
+    """SpladeLoss around the ranking loss; under several ranks, gathered so that N x B equals 1 x N*B.
+
+    With world size W > 1: MNRL scores each rank's queries against the documents of ALL ranks
+    (sentence-transformers' ``gather_across_devices``), and the FLOPS regulariser is computed on
+    the embeddings gathered from all ranks (`GatheredFlops`), i.e. on the global batch: its value
+    is the one a single process with the whole batch computes, whatever W (docs/training.md has
+    the gradient arithmetic). MarginMSE and KL are per-example means and need no gathering.
+    """
     from sentence_transformers.sparse_encoder.losses import (
         SparseDistillKLDivLoss,
         SparseMarginMSELoss,
@@ -75,14 +83,38 @@ def build_loss(model, cfg: TrainConfig):
         SpladeLoss,
     )
 
+    from repro.distributed import rank_and_world
+
+    several = rank_and_world()[1] > 1
     if cfg.loss == "mnrl":
-        inner = SparseMultipleNegativesRankingLoss(model)
+        inner = SparseMultipleNegativesRankingLoss(model, gather_across_devices=several)
     elif cfg.loss == "margin-mse":
         inner = SparseMarginMSELoss(model)
     else:
         inner = SparseDistillKLDivLoss(model, temperature=cfg.kl_temperature)
-    return SpladeLoss(model, loss=inner, document_regularizer_weight=cfg.lambda_d,
+    loss = SpladeLoss(model, loss=inner, document_regularizer_weight=cfg.lambda_d,
                       query_regularizer_weight=cfg.lambda_q)
+    if several:
+        loss.document_regularizer = gathered_flops(model)
+        loss.query_regularizer = gathered_flops(model)
+    return loss
+
+
+def gathered_flops(model):
+    """FLOPS over the global batch: sum_j (mean over ALL ranks' rows of w_j)^2, with gradients to every rank.
+
+    The all-gather's backward sums each rank's gradient into the rows it contributed (W identical
+    losses -> W x dF/dE_r), and DDP then averages parameter gradients over the W ranks, so the
+    update is exactly dF/dtheta of the single-process FLOPS on the whole batch.
+    """
+    from sentence_transformers.sparse_encoder.losses import FlopsLoss
+    from sentence_transformers.util.distributed import all_gather_with_grad
+
+    class GatheredFlops(FlopsLoss):
+        def compute_loss_from_embeddings(self, embeddings):
+            return super().compute_loss_from_embeddings(all_gather_with_grad(embeddings))
+
+    return GatheredFlops(model)
 
 
 def build_trainer(cfg: TrainConfig, work: Path):
@@ -105,7 +137,10 @@ def build_trainer(cfg: TrainConfig, work: Path):
     transformers.set_seed(cfg.seed)
     model = load_sparse_encoder(cfg.base_model, max_seq_length=cfg.max_length)
     freeze = apply_freezing(model, cfg.freeze_encoder, cfg.freeze_embeddings)
-    dataset, stats = build_dataset(cfg, work / "data-cache")
+    from repro.distributed import is_main_process, main_first, rank_and_world
+
+    # rank 0 writes the Arrow cache first; the others then read it
+    dataset, stats = main_first(lambda: build_dataset(cfg, work / "data-cache"))
     if stats.get("skipped_lines"):
         log.warning("skipped %d malformed line(s), e.g. %s", stats["skipped_lines"], "; ".join(stats.get("skipped_examples", [])[:2]))
     loss = build_loss(model, cfg)
@@ -134,12 +169,17 @@ def build_trainer(cfg: TrainConfig, work: Path):
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
         eval_strategy="no",
-        disable_tqdm=False,
+        disable_tqdm=not is_main_process(),
+        **({"ddp_backend": "gloo", "use_cpu": True} if rank_and_world()[1] > 1 and not torch.cuda.is_available() else {}),
     )
     n = min(cfg.diagnostics_texts, len(dataset))
     head = dataset.select(range(n))
+    from repro.train.dev import load_dev
+
+    dev = load_dev(cfg)
     diagnostics = DiagnosticsCallback(model, loss, work / "diagnostics.jsonl", list(head["query"]),
-                                      list(head["positive"]), list(cfg.probes), cfg.diagnostics_steps)
+                                      list(head["positive"]), list(cfg.probes), cfg.diagnostics_steps, dev=dev,
+                                      best_measure=cfg.best_measure, best_dir=work / "best-model" if dev else None)
     trainer = SparseEncoderTrainer(model=model, args=args, train_dataset=dataset, loss=loss, callbacks=[warmup])
     schedulers = [c for c in trainer.callback_handler.callbacks if isinstance(c, SpladeRegularizerWeightSchedulerCallback)]
     if schedulers != [warmup]:  # the trainer must not have added its silent 1/3-of-the-run default
@@ -158,8 +198,12 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
     from repro.train.callbacks import plot_curves, read_records
     from repro.train.modelcard import model_card
 
+    from repro.distributed import init_process_group, is_main_process, main_first
+
     cfg.validate()
-    out, work = _prepare_folders(cfg)
+    init_process_group()
+    # only rank 0 writes; the others wait for its folders (or stop with its error)
+    out, work = main_first(lambda: _prepare_folders(cfg) if is_main_process() else (Path(cfg.output), work_dir(cfg.output)))
     trainer, parts = build_trainer(cfg, work)
     checkpoint = None
     if cfg.resume:
@@ -171,6 +215,8 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
     result = trainer.train(resume_from_checkpoint=checkpoint)
     seconds = time.perf_counter() - t0
     state = trainer.state
+    if not is_main_process():
+        return {"rank_finished": True, "steps": state.global_step}
     diagnostics = parts["diagnostics"]
     if diagnostics.last_step != state.global_step:
         diagnostics._write(diagnostics.measure(state.global_step, {"loss": result.training_loss}))
@@ -190,18 +236,42 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
         if records else {},
         "warnings_at_end": records[-1].get("warnings", []) if records else [],
     }
+    if diagnostics.dev is not None:
+        summary["dev_curve"] = [{"step": r["step"], **{k: r.get(k) for k in ("dev_ndcg@10", "dev_rr@10", "nnz_q", "nnz_d")}}
+                                for r in records if r.get("dev_ndcg@10") is not None]
+        summary["best"] = diagnostics.best()
     with atomic_dir(out, force=True) as tmp:
         parts["model"].save(str(tmp))
         (tmp / "diagnostics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
         if records:
             plot_curves(records, tmp / "diagnostics.png")
         (tmp / "training-summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        if summary.get("best") and (work / "best-model").is_dir():
+            shutil.copytree(work / "best-model", tmp / "best")  # a complete SparseEncoder folder
         (tmp / "README.md").write_text(model_card(cfg, summary, parts), encoding="utf-8")
     write_manifest(out, "train", cfg.to_dict(), steps=state.global_step, train_rows=summary["train_rows"],
-                   skipped_lines=summary["skipped_lines"], seconds_per_step=summary["seconds_per_step"])
+                   skipped_lines=summary["skipped_lines"], seconds_per_step=summary["seconds_per_step"],
+                   best=summary.get("best"))
     summary["output"] = str(out)
     summary["work"] = str(work)
+    if cfg.push_to_hub:
+        summary["pushed"] = push_to_hub(out, cfg.push_to_hub)
     return summary
+
+
+def push_to_hub(folder: Path, repo_id: str) -> str:
+    """Upload the saved model folder; any failure is one line that says the model is safe on disk."""
+    try:
+        from huggingface_hub import HfApi
+
+        api = HfApi()
+        api.create_repo(repo_id, exist_ok=True)
+        info = api.upload_folder(repo_id=repo_id, folder_path=str(folder), commit_message="repro train")
+    except Exception as err:  # offline mode, no token, network: all end the same way for the user
+        first = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+        raise ReproError(f"the model is saved here, but pushing it to the hub as {repo_id!r} failed ({first}); "
+                         f"push it later with: huggingface-cli upload {repo_id} {folder}", folder) from err
+    return str(getattr(info, "commit_url", info))
 
 
 def last_complete_checkpoint(folder: Path) -> str | None:
