@@ -95,23 +95,50 @@ def test_source_dir_replaces_the_ids_in_the_plan(tmp_path):
     assert bad.returncode == 2 and "--source must be a BEIR folder" in bad.stderr
 
 
+@pytest.mark.slow
 def test_user_preset_on_a_local_beir_folder_end_to_end(tmp_path):
+    """Lucene index and searches (a JVM): about 20 s on a quiet 2-core machine."""
     folder = tiny_beir(tmp_path / "tiny")
     preset = tmp_path / "tiny.bm25.toml"
     preset.write_text(f'description = "BM25 on a tiny BEIR folder"\ncollection = "tiny"\nretrieval = "bm25"\n'
                       f'corpus = "{folder}"\n\n[[topics]]\nname = "test"\ntopics = "{folder}"\nqrels = "{folder}"\n'
                       'split = "test"\nmeasures = ["nDCG@10", "R@100"]\nqueries = 2\njudged_queries = 2\n')
-    result = repro("reproduce", str(preset), "--workdir", "w", "--runs", "r", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    record = json.loads((tmp_path / "r" / "tiny.bm25.test.eval.json").read_text())
+    from click.testing import CliRunner
+
+    from repro.cli import cli
+
+    work, runs = tmp_path / "w", tmp_path / "r"
+    runner = CliRunner()  # in process: one JVM for the index, both searches and the evaluations
+    result = runner.invoke(cli, ["reproduce", str(preset), "--workdir", str(work), "--runs", str(runs)])
+    assert result.exit_code == 0, result.output
+    record = json.loads((runs / "tiny.bm25.test.eval.json").read_text())
     assert record["counts"] == {"queries": 2, "judged_queries": 2, "qrels_lines": 3}
     assert record["aggregate"]["nDCG@10"] == pytest.approx(1.0)  # both queries rank their relevant documents first
-    search = repro("search", str(tmp_path / "w" / "tiny.bm25" / "index"), "-t", str(folder), "--split", "test",
-                   "-o", str(tmp_path / "again.trec"), cwd=tmp_path)
-    assert search.returncode == 0 and search.stdout.startswith("2 queries")
-    evaluated = repro("evaluate", str(tmp_path / "again.trec"), "--qrels", str(folder), "--split", "test",
-                      "-m", "nDCG@10", cwd=tmp_path)
-    assert evaluated.returncode == 0 and "again" in evaluated.stdout and "1.0000" in evaluated.stdout
+    search = runner.invoke(cli, ["search", str(work / "tiny.bm25" / "index"), "-t", str(folder), "--split", "test",
+                                 "-o", str(tmp_path / "again.trec")])
+    assert search.exit_code == 0 and search.stdout.startswith("2 queries"), search.output
+    evaluated = runner.invoke(cli, ["evaluate", str(tmp_path / "again.trec"), "--qrels", str(folder), "--split", "test",
+                                    "-m", "nDCG@10"])
+    assert evaluated.exit_code == 0 and "again" in evaluated.stdout and "1.0000" in evaluated.stdout
+
+
+def test_evaluate_with_a_beir_folder_and_split(tmp_path):
+    from click.testing import CliRunner
+
+    from repro.cli import cli
+
+    folder = tiny_beir(tmp_path / "f")
+    (folder / "qrels" / "dev.tsv").write_text("query-id\tcorpus-id\tscore\nq2\td4\t1\n")
+    run = tmp_path / "run.trec"
+    run.write_text("q1 Q0 d1 1 2.0 t\nq1 Q0 d3 2 1.0 t\nq2 Q0 d4 1 2.0 t\nq2 Q0 d2 2 1.0 t\n")
+    test = CliRunner().invoke(cli, ["evaluate", str(run), "--qrels", str(folder), "-m", "RR", "--format", "json"])
+    assert test.exit_code == 0, test.output
+    assert json.loads(test.stdout)["runs"][str(run)]["aggregate"]["RR"] == pytest.approx((1 + 0.5) / 2)
+    dev = CliRunner().invoke(cli, ["evaluate", str(run), "--qrels", str(folder), "--split", "dev", "-m", "RR",
+                                   "--format", "json"])
+    assert json.loads(dev.stdout)["runs"][str(run)]["aggregate"]["RR"] == pytest.approx(1.0)
+    missing = CliRunner().invoke(cli, ["evaluate", str(run), "--qrels", str(folder), "--split", "train"])
+    assert missing.exit_code != 0 and "no qrels for split 'train' (has: dev, test)" in missing.output
 
 
 @pytest.mark.slow

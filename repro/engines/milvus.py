@@ -122,10 +122,12 @@ def connect(uri: str, *, local: bool | None = None, db_name: str = "default", to
         check_uri(uri, where)
     token = token if token is not None else os.environ.get("MILVUS_TOKEN", "")
     try:
+        # dedicated: close() really closes the channel. pymilvus otherwise keeps one shared channel per
+        # address for the whole process, and a later Milvus Lite server on a reused port would inherit it.
         if local:
             Path(uri).parent.mkdir(parents=True, exist_ok=True)
-            return MilvusClient(uri)
-        return MilvusClient(uri=uri, token=token, db_name=db_name, timeout=timeout)
+            return MilvusClient(uri, dedicated=True)
+        return MilvusClient(uri=uri, token=token, db_name=db_name, timeout=timeout, dedicated=True)
     except Exception as err:  # pymilvus raises MilvusException, ConnectionConfigException, ValueError
         if local:
             raise ReproError(f"cannot open the Milvus Lite database (is another process using it?): {_reason(err)}",
