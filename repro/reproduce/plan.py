@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from repro import paths
+from repro.encode import model as model_io
 from repro.encode import model_cache
 from repro.errors import ReproError
 from repro.manifest import DIR_MANIFEST, config_digest, git_commit, sha256_file, versions
@@ -130,7 +131,9 @@ def fingerprint(item: str | Path) -> str:
     if path.is_dir():
         if (path / DIR_MANIFEST).is_file():
             return "manifest:" + _file_hash(path / DIR_MANIFEST)
-        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in (".json", ".safetensors", ".bin", ".txt", ".model"))
+        if model_io.is_model_folder(path):  # a model: all its files, sub-folders (modules, routes) included
+            return "model:" + model_io.fingerprint(path)
+        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in model_io.FINGERPRINT_SUFFIXES)
         return "files:" + config_digest({p.name: _file_hash(p) for p in files})
     if str(item).startswith(("/", ".", "~")) or Path(str(item)).suffix:
         return "missing"
