@@ -243,15 +243,18 @@ def _splade_steps(plan: Plan) -> None:
             qfile = choose(ts.encoded_queries, f"cached queries of {ts.name}")
         else:
             qfile = str(work / "queries" / f"{ts.name}.tsv")
+            qfactor = p.query_factor("encode")  # the convention of the figure encoded queries are compared with
             qargv = ["repro", "encode", topics, "--queries", "-m", model, "-o", qfile,
-                     "--max-length", str(p.query_max_length), "--factor", factor]
+                     "--max-length", str(p.query_max_length), "--factor", _num(qfactor)]
             if ts.topic_format != "auto":
                 qargv += ["--format", ts.topic_format]
             plan.steps.append(Step(f"queries.{ts.name}", "queries", qargv,
-                                   {"max_length": p.query_max_length, "factor": float(p.factor), "model": model,
+                                   {"max_length": p.query_max_length, "factor": qfactor, "model": model,
                                     "format": ts.topic_format}, [topics, model], [Path(qfile)],
                                    prepare=_fetch_model(plan)))
-        _search_and_evaluate(plan, ts, index, ["--encoded-queries", qfile], [qfile], {})
+        mode = plan.queries_mode[ts.name]
+        factor_note = {"query_factor": p.query_factor(mode)} if mode in p.query_factors else {}
+        _search_and_evaluate(plan, ts, index, ["--encoded-queries", qfile], [qfile], factor_note)
 
 
 def _bm25_steps(plan: Plan) -> None:

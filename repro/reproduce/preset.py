@@ -46,6 +46,7 @@ _TOP = {
     "doc_max_length": (int, False),
     "query_max_length": (int, False),
     "factor": ((int, float), False),
+    "query_factor": (dict, False),
     "hits": (int, False),
     "batch_size": (int, False),
     "notes": (str, False),
@@ -125,7 +126,13 @@ class Preset:
     hits: int = 1000
     batch_size: int = 32
     notes: str | None = None
+    query_factors: dict[str, float] = field(default_factory=dict)  # query source (encode|cached) -> factor
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def query_factor(self, source: str) -> float:
+        """The quantization factor of queries from ``source`` (encode | cached): the preset's
+        ``[query_factor]`` entry (the convention of the figure compared with), else the documents'."""
+        return float(self.query_factors.get(source, self.factor))
 
     def topic_set(self, name: str) -> TopicSet:
         for ts in self.topic_sets:
@@ -275,6 +282,13 @@ def _build(path: Path, data: dict, raw_text: str) -> Preset:
             raise ReproError(f"{key} must be positive", path, _line_of(raw_text, key))
     if "factor" in data and data["factor"] <= 0:
         raise ReproError("factor must be positive", path, _line_of(raw_text, "factor"))
+    query_factors = data.get("query_factor", {})
+    for source, value in query_factors.items():
+        line = _line_of(raw_text, "query_factor")
+        if source not in QUERY_MODES:
+            raise ReproError(f"query_factor.{source}: the query source must be one of {', '.join(QUERY_MODES)}", path, line)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise ReproError(f"query_factor.{source} must be a positive number", path, line)
     topic_sets = []
     seen: set[str] = set()
     for ts in data["topics"]:
@@ -332,5 +346,5 @@ def _build(path: Path, data: dict, raw_text: str) -> Preset:
         model_note=data.get("model_note"), corpus_format=data.get("corpus_format", "auto"),
         doc_max_length=data.get("doc_max_length"), query_max_length=data.get("query_max_length", 64),
         factor=data.get("factor", 100), hits=data.get("hits", 1000), batch_size=data.get("batch_size", 32),
-        notes=data.get("notes"), raw=data,
+        notes=data.get("notes"), query_factors={k: float(v) for k, v in query_factors.items()}, raw=data,
     )
