@@ -78,3 +78,50 @@ def test_bad_foreign_collections_are_refused_with_file_and_line(damage, says, da
     result = CliRunner().invoke(cli, ["index", str(folder), "-o", str(tmp_path / "idx")])
     assert result.exit_code == 2 and says in result.output and f"{seg}:" in result.output, result.output
     assert not (tmp_path / "idx").exists()
+
+
+def test_reproduce_with_vectors_indexes_them_and_encodes_nothing(data, tmp_path, monkeypatch):
+    """A user preset over Anserini's test collection: --vectors DIR indexes the foreign collection,
+    searches with the cached queries and evaluates, with no model and no encoding step."""
+    presets = tmp_path / "presets"
+    presets.mkdir()
+    qrels = tmp_path / "qrels.txt"
+    qrels.write_text("1 0 doc2 1\n2 0 doc1 1\n3 0 doc2 1\n")
+    (presets / "anserini-json-vector.cached.toml").write_text(f'''
+description = "Anserini's JsonVectorEndToEndTest collection with its pre-encoded queries"
+collection = "anserini-json-vector"
+retrieval = "splade"
+model = "not-needed/with-vectors"
+corpus = "{data / 'collection1'}"
+[[topics]]
+name = "test"
+topics = "{data / 'json_vector_topics.tsv'}"
+qrels = "{qrels}"
+encoded_queries = "{data / 'json_vector_topics.tsv'}"
+measures = ["RR@10"]
+[[topics.expected]]
+measure = "RR@10"
+value = 0.8333
+tolerance = 0.0001
+source = "by hand from expected_run.impact.txt: ranks 1, 1, 2"
+''')
+    monkeypatch.setenv("REPRO_PRESETS", str(presets))
+    out = invoke("reproduce", "anserini-json-vector.cached", "--vectors", data / "collection2_gz",
+                 "--workdir", tmp_path / "w", "--runs", tmp_path / "runs")
+    assert "repro encode" not in out
+    run = tmp_path / "runs" / "anserini-json-vector.cached.test.trec"
+    assert _run_rows(run) == _run_rows(data / "expected_run.impact.txt")
+    result = json.loads((tmp_path / "runs" / "anserini-json-vector.cached.test.eval.json").read_text())
+    assert abs(result["aggregate"]["RR@10"] - 5 / 6) < 1e-9
+
+
+def test_msmarco_reproduce_with_vectors_plan(data, tmp_path):
+    out = invoke("reproduce", "msmarco-v1-passage.splade-pp-ed", "--vectors", data / "collection1", "--dry-run",
+                 "--workdir", tmp_path / "w", "--runs", tmp_path / "runs")
+    lines = [line.strip() for line in out.splitlines()]
+    assert not any(line.startswith("repro encode") for line in lines)
+    assert any(line.startswith(f"repro index {data / 'collection1'} ") for line in lines), out
+    assert "queries dev-small=cached" in out
+    result = CliRunner().invoke(cli, ["reproduce", "msmarco-v1-passage.splade-pp-ed", "--vectors", str(tmp_path),
+                                      "--dry-run"])
+    assert result.exit_code == 2 and "--vectors must be an encoded collection" in result.output

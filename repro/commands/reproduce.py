@@ -18,7 +18,10 @@ from repro.reproduce.preset import STAGES
               help="SPLADE queries: the preset's pre-encoded files, or encode the topics with the model "
                    "[default: cached where the preset has a file here, else encode].")
 @click.option("--model", default=None, help="Use this model instead of the preset's (folder or hub ID).")
-def command(preset, workdir, runs_dir, dry_run, from_stage, force, queries, model):
+@click.option("--vectors", default=None, type=click.Path(file_okay=False),
+              help="Index this encoded collection instead of encoding the corpus (a repro collection, or another "
+                   "tool's JsonVectorCollection such as Anserini's pre-encoded corpus).")
+def command(preset, workdir, runs_dir, dry_run, from_stage, force, queries, model, vectors):
     """Run PRESET: encode -> index -> (encode queries) -> search -> evaluate, then compare with published numbers.
 
     A stage whose outputs exist and whose settings and input checksums are unchanged is skipped.
@@ -28,11 +31,12 @@ def command(preset, workdir, runs_dir, dry_run, from_stage, force, queries, mode
       repro reproduce cranfield.splade-tiny                      # about 2 minutes on 2 CPU cores
       repro reproduce msmarco-v1-passage.splade-pp-ed --dry-run  # the plan, as repro commands
       repro reproduce cacm.splade-tiny --from-stage search
+      repro reproduce msmarco-v1-passage.splade-pp-ed --vectors msmarco-passage-splade-pp-ed/
     """
     from repro.reproduce.plan import reproduce, summary
 
     plan = reproduce(preset, workdir=workdir, runs_dir=runs_dir, dry_run=dry_run, from_stage=from_stage, force=force,
-                     queries=queries, model=model, echo=click.echo)
+                     queries=queries, model=model, echo=click.echo, vectors=vectors)
     if not dry_run:
         text = summary(plan)
         if text:

@@ -95,6 +95,7 @@ class Plan:
     model_label: str | None  # what the preset or --model said
     queries_mode: dict[str, str]  # topic set -> cached | encode (splade only)
     steps: list[Step] = field(default_factory=list)
+    vectors: str | None = None  # an already encoded collection (repro's or another tool's) instead of encoding
 
     def run_file(self, ts: TopicSet) -> Path:
         return run_file(self.runs_dir, self.preset.name, ts.name)
@@ -179,10 +180,23 @@ def _write_record(plan: Plan, step: Step) -> None:
 
 # --- planning -----------------------------------------------------------------------------------
 def make_plan(preset: Preset | str, *, workdir: Path | str = "work", runs_dir: Path | str | None = None,
-              queries: str | None = None, model: str | None = None) -> Plan:
-    """Every step of a reproduction, in order, each as the `repro` command that does it."""
+              queries: str | None = None, model: str | None = None, vectors: str | Path | None = None) -> Plan:
+    """Every step of a reproduction, in order, each as the `repro` command that does it.
+
+    ``vectors``: index this already encoded collection (e.g. Anserini's pre-encoded corpus, a
+    foreign JsonVectorCollection) instead of encoding the corpus; nothing is encoded when the
+    preset's cached queries are here too."""
     if not isinstance(preset, Preset):
         preset = load_preset(preset)
+    if vectors is not None:
+        if preset.retrieval != "splade":
+            raise ReproError(f"{preset.name} is a BM25 preset: --vectors does not apply")
+        from repro.formats import collection as coll
+
+        if not (coll.is_collection(vectors) or coll.is_foreign_collection(vectors)):
+            raise ReproError("--vectors must be an encoded collection: a `repro encode` folder or a JsonVectorCollection "
+                             "folder (*.json / *.jsonl files, maybe .gz)", vectors)
+        vectors = str(Path(vectors).resolve())
     if queries not in (None, "cached", "encode"):
         raise ReproError("--queries must be cached or encode")
     if preset.retrieval == "bm25" and (model or queries):
@@ -205,7 +219,7 @@ def make_plan(preset: Preset | str, *, workdir: Path | str = "work", runs_dir: P
                     f"--queries cached: topic set {ts.name} has no cached query file here"
                     + (f" (looked for {ts.encoded_queries[0]})" if ts.encoded_queries else " (the preset lists none)"))
             modes[ts.name] = "encode" if queries == "encode" or not cached else "cached"
-    plan = Plan(preset, work, runs, encoder_model, label, modes)
+    plan = Plan(preset, work, runs, encoder_model, label, modes, vectors=vectors)
     if preset.retrieval == "splade":
         _splade_steps(plan)
     else:
@@ -222,19 +236,22 @@ def _fetch_model(plan: Plan) -> Callable[[], None] | None:
 
 def _splade_steps(plan: Plan) -> None:
     p, work, model = plan.preset, plan.workdir, plan.model
-    corpus = choose(p.corpus, "corpus")
     coll, index = work / "collection", work / "index"
     factor = _num(p.factor)
-    argv = ["repro", "encode", corpus, "-m", model, "-o", str(coll)]
-    if p.doc_max_length:
-        argv += ["--max-length", str(p.doc_max_length)]
-    argv += ["--factor", factor, "--batch-size", str(p.batch_size), "-q"]
-    if p.corpus_format != "auto":
-        argv += ["--format", p.corpus_format]
-    plan.steps.append(Step("encode", "encode", argv, {"factor": float(p.factor), "max_length": p.doc_max_length,
-                                                      "batch_size": p.batch_size, "format": p.corpus_format,
-                                                      "model": model},
-                           [corpus, model], [coll], prepare=_fetch_model(plan)))
+    if plan.vectors:
+        coll = Path(plan.vectors)  # indexed as it is: verified by the index step, nothing encoded
+    else:
+        corpus = choose(p.corpus, "corpus")
+        argv = ["repro", "encode", corpus, "-m", model, "-o", str(coll)]
+        if p.doc_max_length:
+            argv += ["--max-length", str(p.doc_max_length)]
+        argv += ["--factor", factor, "--batch-size", str(p.batch_size), "-q"]
+        if p.corpus_format != "auto":
+            argv += ["--format", p.corpus_format]
+        plan.steps.append(Step("encode", "encode", argv, {"factor": float(p.factor), "max_length": p.doc_max_length,
+                                                          "batch_size": p.batch_size, "format": p.corpus_format,
+                                                          "model": model},
+                               [corpus, model], [coll], prepare=_fetch_model(plan)))
     plan.steps.append(Step("index", "index", ["repro", "index", str(coll), "-o", str(index)], {"kind": "impact"},
                            [str(coll)], [index]))
     for ts in p.topic_sets:
@@ -414,11 +431,11 @@ def run_step(step: Step, status: StepStatus) -> None:
 
 def reproduce(preset: Preset | str, *, workdir: Path | str = "work", runs_dir: Path | str | None = None,
               dry_run: bool = False, from_stage: str | None = None, force: bool = False, queries: str | None = None,
-              model: str | None = None, echo: Callable[[str], None] = print) -> Plan:
+              model: str | None = None, echo: Callable[[str], None] = print, vectors: str | Path | None = None) -> Plan:
     """Run (or, with dry_run, print) every step of a preset; return the plan with each step's status."""
     if from_stage is not None and from_stage not in STAGES:
         raise ReproError(f"--from-stage must be one of {', '.join(STAGES)}")
-    plan = make_plan(preset, workdir=workdir, runs_dir=runs_dir, queries=queries, model=model)
+    plan = make_plan(preset, workdir=workdir, runs_dir=runs_dir, queries=queries, model=model, vectors=vectors)
     p = plan.preset
     redo_from = 0 if force else (STAGES.index(from_stage) if from_stage else len(STAGES))
     echo(f"# {p.name}: {p.description}")
