@@ -24,7 +24,6 @@ import pytest
 
 from repro.testing import build_inference_free, build_sparse_encoder, place_in_hub_cache
 
-pytestmark = pytest.mark.slow
 PRESET = "msmarco-v1-passage.splade-pp-ed"
 PASSAGES = 500
 
@@ -82,6 +81,7 @@ def _check_runs(runs: Path, topic_sets: list[str], ids: set[str]) -> dict[str, d
     return results
 
 
+@pytest.mark.slow
 def test_preset_hub_id_through_every_stage(user_machine):
     out, runs = _reproduce(user_machine, "naver")
     for stage in ("[encode] done", "[index] done", "[queries.dev-small] done", "[search.dev-small] done",
@@ -93,6 +93,7 @@ def test_preset_hub_id_through_every_stage(user_machine):
     assert results["dl20"]["nDCG@10"] > 0  # the 500 passages are from DL20's judged pool
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["tiny-org/splade-tiny-st", "tiny-org/splade-tiny-inference-free"])
 def test_sparse_encoder_and_inference_free_hub_entries(model, user_machine):
     """The same path with --model (DL19 and DL20 only: a user preset without dev-small, for time)."""
@@ -109,3 +110,22 @@ def test_sparse_encoder_and_inference_free_hub_entries(model, user_machine):
     assert "[evaluate.dl19] done" in out and "[evaluate.dl20] done" in out and "dev-small" not in out
     results = _check_runs(runs, ["dl19", "dl20"], user_machine["ids"])
     assert results["dl20"]["nDCG@10"] > 0
+
+
+def test_offline_without_the_files_says_what_to_place_where(tmp_path, monkeypatch, _tiny_mlm_session):
+    import ir_datasets.util.download as download
+    from click.testing import CliRunner
+
+    from repro.cli import cli
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("simulated: no network")
+
+    monkeypatch.setenv("IR_DATASETS_HOME", str(tmp_path / "irds"))
+    monkeypatch.setattr(download.RequestsDownload, "stream", offline)
+    result = CliRunner().invoke(cli, ["encode", "msmarco-passage/dev/small", "--queries", "-m", str(_tiny_mlm_session),
+                                      "-o", str(tmp_path / "q.tsv")])
+    assert result.exit_code == 2
+    (line,) = [x for x in result.output.splitlines() if "could not provide" in x]
+    assert "$IR_DATASETS_HOME/msmarco-passage/dev/small/queries.tsv" in line and "irds_version.txt" in line
+    assert not (tmp_path / "q.tsv").exists()
