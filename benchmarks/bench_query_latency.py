@@ -1,7 +1,10 @@
 """One query at a time, text in -> top-1000 out: p50/p99 latency, split into encoding and retrieval.
 
 Encoders (real MS MARCO dev query texts, 1 thread): PyTorch SpladeEncoder (baseline) vs the ONNX
-query encoder (fp32 and int8), for splade-tiny and a BERT-base-sized model (random weights).
+query encoder (fp32 and int8), for splade-tiny and a BERT-base-sized model (random weights); and
+the query side of an inference-free model (`--models inference-free`: a Router whose queries are
+a static table over the bert-base-uncased vocabulary, random weights in [0, 5)), whose OWN vector
+of the real query text is searched (its terms are the index's wordpieces): text in, top-k out.
 Retrievers (synthetic index with SPLADE-like statistics, see common.SyntheticSplade; query j is
 synthetic query vector j, since a random-weight model's vectors are not SPLADE-like):
   baseline  a fresh Anserini SearchCollection subprocess per query (repro.engines.lucene.search_topics)
@@ -88,6 +91,11 @@ def run_size(docs: int, args, encoders: dict, synth) -> dict:
             times.setdefault("retrieve subprocess SearchCollection", []).append(sec)
             if base[f"q{j}"] != results["lucene in-process"]:
                 raise SystemExit(f"in-process results differ from SearchCollection for query {j}")
+        for name in [n for n in encoders if n.endswith(" static")]:  # inference-free: its own vector
+            own = encoders[name].encode([text])[0]
+            for rname in list(retrievers)[j % len(retrievers):] + list(retrievers)[: j % len(retrievers)]:
+                _, sec = timed(retrievers[rname], own)
+                times.setdefault(f"retrieve-own {name} {rname}", []).append(sec)
         exact = {d for d, _ in results["lucene in-process"][:10]}
         for name in retrievers:
             if name.startswith("seismic"):
@@ -124,7 +132,23 @@ def summarize(res: dict, models: list[str]) -> list[list]:
             row(f"{m}: ONNX fp32 + {label}", f"encode {m} onnx", f"retrieve {name}")
             row(f"{m}: ONNX int8 + {label}", f"encode {m} onnx-int8", f"retrieve {name}")
         row(f"{m}: PyTorch + in-process Lucene", f"encode {m} pytorch", "retrieve lucene in-process")
+        row(f"{m}: static table + in-process Lucene (exact), own query vector", f"encode {m} static",
+            f"retrieve-own {m} static lucene in-process")
+        for name in res["recall_at_10"]:
+            row(f"{m}: static table + Seismic {name.removeprefix('seismic ')}, own query vector", f"encode {m} static",
+                f"retrieve-own {m} static {name}")
     return rows
+
+
+def inference_free_model(work: Path) -> Path:
+    """An inference-free Router over splade-tiny (or the tiny stand-in): its query side, a static
+    table over the same wordpiece vocabulary as the synthetic index, is what is timed."""
+    folder = work / "inference-free"
+    if not (folder / "router_config.json").exists():
+        from repro.testing import build_inference_free
+
+        build_inference_free(folder, common.tiny_model(work))
+    return folder
 
 
 def setting(text: str) -> tuple[int, float]:
@@ -141,20 +165,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hits", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=2, help="index build threads")
     parser.add_argument("--encode-threads", type=int, default=1, help="threads of the query encoders (all of them)")
-    parser.add_argument("--models", default="tiny,base", help="comma list of tiny,base")
+    parser.add_argument("--models", default="tiny,base", help="comma list of tiny,base,inference-free")
     parser.add_argument("--seismic", type=setting, nargs="+", default=[(20, 0.8), (10, 0.8), (5, 0.7)],
                         metavar="CUT:HEAP", help="Seismic query_cut:heap_factor settings to time (recall@10 each)")
     parser.add_argument("--no-seismic", action="store_true")
     common.add_run_options(parser)
     args = parser.parse_args(argv)
     if args.smoke:
-        args.docs, args.queries, args.baseline_queries, args.warmup, args.models = [2000], 6, 2, 2, "tiny"
+        args.docs, args.queries, args.baseline_queries, args.warmup, args.models = [2000], 6, 2, 2, "tiny,inference-free"
     from repro.encode.onnx_encoder import OnnxQueryEncoder
     from repro.encode.torch_encoder import SpladeEncoder
 
     encoders = {}
     models = []
     for m in args.models.split(","):
+        if m == "inference-free":
+            from repro.encode.queries import query_encoder
+
+            models.append(m)
+            encoders["inference-free static"] = query_encoder(str(inference_free_model(args.work)))
+            continue
         path = common.tiny_model(args.work) if m == "tiny" else common.bert_base_splade(args.work)
         name = "splade-tiny" if path == common.SPLADE_TINY else ("tiny" if m == "tiny" else "BERT-base")
         models.append(name)

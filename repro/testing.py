@@ -83,3 +83,61 @@ def build_random_mlm(
     model = BertForMaskedLM(config)
     model.save_pretrained(folder)
     return folder
+
+
+def build_sparse_encoder(
+    folder: str | Path,
+    mlm: str | Path,
+    *,
+    pooling: str = "max",
+    activation: str = "relu",
+    prompts: dict[str, str] | None = None,
+    max_seq_length: int | None = None,
+) -> Path:
+    """Save a sentence-transformers SparseEncoder [Transformer(fill-mask), SpladePooling] around ``mlm``."""
+    from sentence_transformers import SparseEncoder
+    from sentence_transformers.sparse_encoder.modules import SpladePooling, Transformer
+
+    kwargs = {"max_seq_length": max_seq_length} if max_seq_length else {}
+    module = Transformer(str(mlm), transformer_task="fill-mask", **kwargs)
+    model = SparseEncoder(modules=[module, SpladePooling(pooling_strategy=pooling, activation_function=activation)],
+                          prompts=prompts or None)
+    model.save(str(folder))
+    return Path(folder)
+
+
+def build_inference_free(
+    folder: str | Path, mlm: str | Path, *, pooling: str = "max", activation: str = "relu", seed: int = 1,
+    prompts: dict[str, str] | None = None,
+) -> Path:
+    """Save an inference-free SparseEncoder: a Router whose query route is a SparseStaticEmbedding
+    (random IDF-like weights in [0, 5)) and whose document route is the MLM + SpladePooling."""
+    import torch
+    from sentence_transformers import SparseEncoder
+    from sentence_transformers.sparse_encoder.modules import Router, SparseStaticEmbedding, SpladePooling, Transformer
+
+    document = Transformer(str(mlm), transformer_task="fill-mask")
+    vocab = len(document.tokenizer.get_vocab())
+    weight = torch.rand(vocab, generator=torch.Generator().manual_seed(seed)) * 5.0
+    static = SparseStaticEmbedding(tokenizer=document.tokenizer, weight=weight, frozen=True)
+    router = Router.for_query_document(query_modules=[static],
+                                       document_modules=[document, SpladePooling(pooling, activation_function=activation)])
+    SparseEncoder(modules=[router], similarity_fn_name="dot", prompts=prompts or None).save(str(folder))
+    return Path(folder)
+
+
+def place_in_hub_cache(folder: str | Path, hf_home: str | Path, repo_id: str) -> Path:
+    """Copy a model folder into a Hugging Face hub cache as ``repo_id`` (hub/models--org--name/
+    snapshots/<rev>/ plus refs/main), so HF_HOME=hf_home with HF_HUB_OFFLINE=1 loads it by ID."""
+    import hashlib
+    import shutil
+
+    repo = Path(hf_home) / "hub" / ("models--" + repo_id.replace("/", "--"))
+    rev = hashlib.sha1(repo_id.encode()).hexdigest()
+    snapshot = repo / "snapshots" / rev
+    if repo.exists():
+        shutil.rmtree(repo)
+    shutil.copytree(folder, snapshot)
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / "main").write_text(rev)
+    return snapshot

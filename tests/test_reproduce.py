@@ -82,7 +82,23 @@ def test_msmarco_dry_run_with_query_encoding(tmp_path, shared_data):
                  "--workdir", tmp_path / "w", "--runs", tmp_path / "runs")
     encodes = [line.strip() for line in out.splitlines() if line.strip().startswith("repro encode") and "--queries" in line]
     assert len(encodes) == 3 and all("--max-length 64" in e for e in encodes)
+    # the convention of the figure encoded queries are compared with: Anserini's ONNX encoder, x51.2
+    assert all("--factor 51.2" in e for e in encodes)
     assert "queries dev-small=encode" in out
+
+
+def test_query_factor_is_per_source_and_validated(tmp_path):
+    preset = load_preset("msmarco-v1-passage.splade-pp-ed")
+    assert preset.query_factor("encode") == 51.2 and preset.query_factor("cached") == 1000 and preset.factor == 100
+    assert load_preset("cranfield.splade-tiny").query_factor("encode") == load_preset("cranfield.splade-tiny").factor
+    text = (PACKAGE_DIR / "reproduce" / "presets" / "msmarco-v1-passage.splade-pp-ed.toml").read_text()
+    for bad, says in (("{ encode = 51.2, onnx = 5 }", "one of cached, encode"), ("{ encode = -1 }", "positive number")):
+        path = tmp_path / "msmarco-v1-passage.bad.toml"
+        path.write_text(text.replace("{ encode = 51.2, cached = 1000 }", bad))
+        from repro.errors import ReproError
+
+        with pytest.raises(ReproError, match=says):
+            load_preset(path)
 
 
 def test_bm25_preset_rejects_model(tmp_path):

@@ -69,7 +69,9 @@ def _positions_table(pos: dict) -> str:
               help="DIAGNOSTIC ONLY: max-pool over padding positions too (texts padded to --max-length), to see the fault.")
 @click.option("--explain-positions", is_flag=True, default=False,
               help="Also show which input position ([CLS], [SEP], padding, text) supplies each top weight.")
-def command(model, texts, queries, limit, top_k, max_length, fmt, pooling_fault, explain_positions) -> None:
+@click.option("--side", type=click.Choice(["document", "query"]), default="document", show_default=True,
+              help="Which route encodes the texts (an inference-free model's query side is its static table).")
+def command(model, texts, queries, limit, top_k, max_length, fmt, pooling_fault, explain_positions, side) -> None:
     """Per-text nonzeros, top tokens and punctuation/stopword/special/expansion shares, plus an aggregate.
 
     Computed on the raw SPLADE vector (no special-token filtering). Without TEXTS or --queries the
@@ -88,8 +90,9 @@ def command(model, texts, queries, limit, top_k, max_length, fmt, pooling_fault,
     if not items:
         items = list(DEFAULT_PROBES)
     encoder = load_sparse_encoder(model, max_seq_length=max_length)
-    report = model_report(encoder, items, top_k=top_k, pooling_fault=pooling_fault, max_length=max_length)
+    report = model_report(encoder, items, top_k=top_k, pooling_fault=pooling_fault, max_length=max_length, task=side)
     report["model"] = str(model)
+    report["side"] = side
     if explain_positions:
         from repro.encode.quality import position_sources
 

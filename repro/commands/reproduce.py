@@ -20,7 +20,11 @@ from repro.reproduce.preset import STAGES
 @click.option("--model", default=None, help="Use this model instead of the preset's (folder or hub ID).")
 @click.option("--source", default=None, metavar="DIR",
               help="A local BEIR folder (corpus.jsonl, queries.jsonl, qrels/) instead of the preset's ir_datasets IDs.")
-def command(preset, workdir, runs_dir, dry_run, from_stage, force, queries, model, source):
+
+@click.option("--vectors", default=None, type=click.Path(file_okay=False),
+              help="Index this encoded collection instead of encoding the corpus (a repro collection, or another "
+                   "tool's JsonVectorCollection such as Anserini's pre-encoded corpus).")
+def command(preset, workdir, runs_dir, dry_run, from_stage, force, queries, model, source, vectors):
     """Run PRESET: encode -> index -> (encode queries) -> search -> evaluate, then compare with published numbers.
 
     A stage whose outputs exist and whose settings and input checksums are unchanged is skipped.
@@ -31,11 +35,12 @@ def command(preset, workdir, runs_dir, dry_run, from_stage, force, queries, mode
       repro reproduce msmarco-v1-passage.splade-pp-ed --dry-run  # the plan, as repro commands
       repro reproduce cacm.splade-tiny --from-stage search
       repro reproduce beir-scifact.bm25 --source ~/beir/scifact/   # a BEIR zip, unzipped
+      repro reproduce msmarco-v1-passage.splade-pp-ed --vectors msmarco-passage-splade-pp-ed/
     """
     from repro.reproduce.plan import reproduce, summary
 
     plan = reproduce(preset, workdir=workdir, runs_dir=runs_dir, dry_run=dry_run, from_stage=from_stage, force=force,
-                     queries=queries, model=model, echo=click.echo, source=source)
+                     queries=queries, model=model, echo=click.echo, source=source, vectors=vectors)
     if not dry_run:
         text = summary(plan)
         if text:

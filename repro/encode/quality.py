@@ -167,12 +167,13 @@ def quality_warnings(probe_reports: dict[str, dict[str, Any]], agg: dict[str, fl
 
 
 def raw_vectors(model, texts: Sequence[str], batch_size: int = 32, pooling_fault: str | None = None,
-                max_length: int | None = None) -> list[dict[int, float]]:
+                max_length: int | None = None, task: str | None = None) -> list[dict[int, float]]:
     """Raw pooled SPLADE vectors of `texts` as {id: weight}, straight from the model's forward.
 
     `pooling_fault="pad"` is a DIAGNOSTIC ONLY (never used by training): pad every text to
     `max_length` and max-pool log(1+relu(logits)) over ALL positions, padding included, to show
-    what a pooling bug does to the vectors.
+    what a pooling bug does to the vectors. ``task`` ("query"|"document") picks a Router's route
+    (an inference-free model's queries go through its static table); None = the model's default.
     """
     import torch
 
@@ -185,7 +186,11 @@ def raw_vectors(model, texts: Sequence[str], batch_size: int = 32, pooling_fault
         with torch.inference_mode():
             for start in range(0, len(texts), batch_size):
                 chunk = list(texts[start:start + batch_size])
-                if pooling_fault is None:
+                if pooling_fault is None and task is not None:
+                    features = model.preprocess(chunk, task=task)  # keeps the task: the Router routes on it
+                    features = {k: v.to(model.device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
+                    emb = model(features)["sentence_embedding"]
+                elif pooling_fault is None:
                     features = model.tokenize(chunk)
                     features = {k: v.to(model.device) for k, v in features.items() if isinstance(v, torch.Tensor)}
                     emb = model(features)["sentence_embedding"]
@@ -216,10 +221,11 @@ def input_id_sets(model, texts: Sequence[str]) -> list[set[int]]:
 
 def model_report(model, texts: Sequence[str], top_k: int = 10, pooling_fault: str | None = None,
                  max_length: int | None = None, classes: VocabClasses | None = None,
-                 batch_size: int = 32) -> dict[str, Any]:
+                 batch_size: int = 32, task: str | None = None) -> dict[str, Any]:
     """Per-text reports, the aggregate and the warnings for a list of texts."""
     classes = classes or VocabClasses.from_tokenizer(model.tokenizer)
-    vectors = raw_vectors(model, texts, batch_size=batch_size, pooling_fault=pooling_fault, max_length=max_length)
+    vectors = raw_vectors(model, texts, batch_size=batch_size, pooling_fault=pooling_fault, max_length=max_length,
+                          task=task)
     ids = input_id_sets(model, texts)
     per_text = [dict(text=t, **text_report(v, i, classes, top_k)) for t, v, i in zip(texts, vectors, ids)]
     agg = aggregate(per_text)

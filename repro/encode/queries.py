@@ -20,14 +20,22 @@ def query_encoder(model: str, *, runtime: str = "torch", max_length: int = 64, d
 
     ``torch`` is the reference (repro.encode.torch_encoder.SpladeEncoder); ``onnx`` runs the same graph with
     onnxruntime (equal vectors up to float rounding); ``onnx-int8`` adds dynamic int8 weights
-    (faster, slightly different vectors; effect on nDCG in docs/benchmarks.md).
+    (faster, slightly different vectors; effect on nDCG in docs/benchmarks.md). The query side of
+    an inference-free model (a Router with a SparseStaticEmbedding) is a table lookup on any runtime.
     """
     if runtime not in RUNTIMES:
         raise ReproError(f"unknown query runtime {runtime!r} (choose from {', '.join(RUNTIMES)})")
+    from repro.encode import model as model_io
+
+    if model_io.resolve(model).inference_free:
+        # An inference-free model's queries are a table lookup: no transformer, on every runtime.
+        from repro.encode.torch_encoder import StaticQueryEncoder
+
+        return StaticQueryEncoder(model, max_length=max_length)
     if runtime == "torch":
         from repro.encode.torch_encoder import SpladeEncoder
 
-        return SpladeEncoder(model, max_length=max_length, device=device, dtype=dtype, threads=threads)
+        return SpladeEncoder(model, max_length=max_length, device=device, dtype=dtype, threads=threads, side="query")
     if dtype != "float32" or (device and device != "cpu"):
         raise ReproError(f"--runtime {runtime} runs on the CPU in float32 (its own int8 option is onnx-int8)")
     from repro.encode.onnx_encoder import OnnxQueryEncoder

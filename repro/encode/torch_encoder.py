@@ -1,40 +1,25 @@
-"""SPLADE encoding: max over REAL tokens of log(1 + ReLU(MLM logits)), quantized to integers.
+"""SPLADE encoding with PyTorch: pool log(1 + ReLU(MLM logits)) over the REAL tokens, quantized.
 
+Pooling and activation are the model's (SpladePooling: max|sum, relu|log1p_relu; a plain MLM
+folder is max + relu), computed as sentence-transformers computes them, [CLS]/[SEP] included.
 Why it is written by hand rather than calling SparseEncoder.encode:
 - the MLM head (hidden x vocab per token) dominates the cost of small models; it is applied only
   at real-token positions, never at padding, which also makes padding unable to contribute;
-- log(1+ReLU(x)) is monotone, so the max is taken over raw logits and the activation applied once
-  per (text, vocab) entry instead of per (token, vocab) entry: identical values, far less work;
+- for max pooling, log(1+ReLU(x)) is monotone, so the max is taken over raw logits and the
+  activation applied once per (text, vocab) entry instead of per (token, vocab) entry: identical
+  values, far less work (sum pooling applies it per token, as it must);
 - quantization and sparsification happen on the device, so only nonzeros travel to the host.
-Special tokens ([CLS], [SEP], [PAD], [MASK], [UNK]) are removed from every output vector.
+Batching, the empty-text rule, special-token removal and quantization are repro.encode.base's.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from repro.encode import model as model_io
-DEFAULT_FACTOR = 100  # naver/splade and Anserini's SPLADE++ regressions quantize weights x100
-
-
-@dataclass
-class EncodeCounts:
-    texts: int = 0
-    empty: int = 0
-    truncated: int = 0
-    quantized_empty: int = 0
-    nonzeros: int = 0
-
-    def record(self, texts: Sequence[str], truncated: Sequence[bool], vectors: Sequence[dict[str, int]]) -> None:
-        """Count one encoded batch: empty inputs, truncations, vectors quantized to nothing, nonzeros."""
-        self.texts += len(texts)
-        self.empty += sum(1 for t in texts if not t.strip())
-        self.truncated += sum(truncated)
-        self.quantized_empty += sum(1 for t, v in zip(texts, vectors) if t.strip() and not v)
-        self.nonzeros += sum(len(v) for v in vectors)
+from repro.encode.base import EncoderBase, clamp_max_length, quantize
 
 
 def _mlm_head(model: Any) -> tuple[Any, Callable[[Any], Any]]:
@@ -66,8 +51,8 @@ def _split_decoder(model: Any, head: Any) -> tuple[Callable[[Any], Any], Any, An
     return transform, decoder.weight, bias
 
 
-class SpladeEncoder:
-    """Encode texts into sparse {token: weight} vectors with a SPLADE masked-LM."""
+class SpladeEncoder(EncoderBase):
+    """Encode texts into sparse {token: weight} vectors with a SPLADE masked-LM (one side of a model)."""
 
     CHUNK_TOKENS = 1024  # rows of one (tokens x vocab) logits product: 125 MB in fp32 at vocab 30522
 
@@ -78,31 +63,32 @@ class SpladeEncoder:
         device: str | None = None,
         dtype: str = "float32",
         threads: int | None = None,
+        side: str = "document",
     ) -> None:
         import torch
 
+        super().__init__()
         if threads:
             torch.set_num_threads(threads)
         self.source = model_io.resolve(model)
-        self.tokenizer, self.model = model_io.load(self.source)
+        self.side = side
+        self.route = self.source.route(side)
+        self.tokenizer, self.model = model_io.load(self.source, side)
+        self.pooling, self.activation = self.route.pooling, self.route.activation
+        self.prompt = self.source.prompts.get(side, "")
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model.to(self.device)
-        # Explicit > the SparseEncoder's max_seq_length > the tokenizer's model_max_length, never
-        # beyond the position embeddings (512 for BERT).
-        limit = min(self.model.config.max_position_embeddings, self.tokenizer.model_max_length or 512)
-        self.max_length = int(max_length or self.source.max_length or min(limit, 512))
+        # Explicit > the model's own (legacy max_seq_length, else the tokenizer's); never past the
+        # position embeddings (512 for BERT).
+        positions = getattr(self.model.config, "max_position_embeddings", None)
+        own = model_io.default_max_length(self.route, self.tokenizer, positions)
+        self.max_length = clamp_max_length(max_length, own, positions)
         self.dtype = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
         self.encoder, self.head = _mlm_head(self.model)
         self.decoder = _split_decoder(self.model, self.head)
         self.vocab = self.tokenizer.convert_ids_to_tokens(list(range(self.model.config.vocab_size)))
         special = set(self.tokenizer.all_special_ids)
         self.special_ids = sorted(i for i in special if i is not None and 0 <= i < len(self.vocab))
-        self.stats = EncodeCounts()
-
-    # --- tokenization -------------------------------------------------------------------------
-    def tokenize(self, texts: Sequence[str]) -> tuple[list[list[int]], list[bool]]:
-        """Token ids per text (truncated to max_length) and whether each text was truncated."""
-        return tokenize(self.tokenizer, texts, self.max_length)
 
     # --- the model ----------------------------------------------------------------------------
     def _autocast(self):
@@ -112,8 +98,18 @@ class SpladeEncoder:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.dtype)
 
+    def _activate(self, x):
+        """log(1 + ReLU(x)), and log1p once more for log1p_relu (SpladePooling's order)."""
+        import torch
+
+        x = torch.log1p(torch.relu(x))
+        return torch.log1p(x) if self.activation == "log1p_relu" else x
+
     def weights(self, batch_ids: Sequence[Sequence[int]]):
-        """Float SPLADE weights (batch, vocab) for already tokenized texts (one padded batch)."""
+        """Float SPLADE weights (batch, vocab) for already tokenized texts (one padded batch), specials zeroed."""
+        return self._zero_specials(self.weights_ids(batch_ids))
+
+    def weights_ids(self, batch_ids: Sequence[Sequence[int]]):
         import torch
 
         lengths = [len(ids) for ids in batch_ids]
@@ -126,23 +122,40 @@ class SpladeEncoder:
             mask[row, : len(seq)] = 1
         ids, mask = ids.to(self.device), mask.to(self.device)
         with torch.inference_mode(), self._autocast():
-            if self.encoder is not None:
-                hidden = self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
-                real = hidden[mask.bool()]  # (real tokens, hidden): padding never reaches the head
-                if self.decoder is not None:
-                    best = self._decoded_max(real, lengths)
-                else:
-                    logits = self.head(real).float()
-                    # Real tokens are contiguous per text: one max per segment.
-                    best = torch.stack([seg.amax(dim=0) for seg in logits.split(lengths)])
-            else:
+            if self.encoder is None:  # unknown layout: full logits, padding masked out
                 logits = self.model(input_ids=ids, attention_mask=mask).logits.float()
+                if self.pooling == "sum":
+                    return (self._activate(logits) * mask.unsqueeze(-1)).sum(dim=1)
                 logits = logits.masked_fill(~mask.bool().unsqueeze(-1), float("-inf"))
-                best = logits.max(dim=1).values
-            weights = torch.log1p(torch.relu(best))
-            if self.special_ids:
-                weights[:, self.special_ids] = 0.0
-        return weights
+                return self._activate(logits.max(dim=1).values)
+            hidden = self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+            real = hidden[mask.bool()]  # (real tokens, hidden): padding never reaches the head
+            if self.pooling == "sum":
+                return self._summed(real, lengths)
+            if self.decoder is not None:
+                best = self._decoded_max(real, lengths)
+            else:
+                logits = self.head(real).float()
+                # Real tokens are contiguous per text: one max per segment.
+                best = torch.stack([seg.amax(dim=0) for seg in logits.split(lengths)])
+            return self._activate(best)
+
+    def _summed(self, real, lengths: Sequence[int]):
+        """Sum pooling: activation per (token, vocab), then the sum over each text's real tokens,
+        a few texts (at most CHUNK_TOKENS rows of logits) at a time."""
+        import torch
+
+        parts, row, start = [], 0, 0
+        while row < len(lengths):
+            stop, rows = row, 0
+            while stop < len(lengths) and (rows == 0 or rows + lengths[stop] <= self.CHUNK_TOKENS):
+                rows += lengths[stop]
+                stop += 1
+            x = self._activate(self.head(real[start : start + rows]).float())
+            parts.extend(seg.sum(dim=0) for seg in x.split(list(lengths[row:stop])))
+            start += rows
+            row = stop
+        return torch.stack(parts)
 
     def _decoded_max(self, real, lengths: Sequence[int]):
         """Per-text max over tokens of the MLM logits, bit-identical to head-then-max, but faster.
@@ -188,41 +201,8 @@ class SpladeEncoder:
             best = best + bias.float()
         return best
 
-    def quantize(self, weights, factor: float):
-        """Integer weights round(w * factor) (torch.round: half to even); zeros dropped."""
-        import torch
-
-        q = torch.round(weights * factor).to(torch.int32)
-        rows, cols = torch.nonzero(q > 0, as_tuple=True)
-        vals = q[rows, cols]
-        return rows.cpu().numpy(), cols.cpu().numpy(), vals.cpu().numpy()
-
-    def encode_ids(self, token_ids: Sequence[Sequence[int]], factor: float, batch_size: int = 32) -> list[dict[str, int]]:
-        """Quantized vectors for tokenized texts, batched by length (order of the input kept).
-
-        A text with no tokens besides specials (empty or whitespace-only) gets an empty vector:
-        no text, no evidence, rather than whatever the model expands [CLS][SEP] into.
-        """
-        out: list[dict[str, int]] = [{} for _ in token_ids]
-        order = sorted(range(len(token_ids)), key=lambda i: (len(token_ids[i]), i))
-        special = set(self.special_ids)
-        todo = [i for i in order if any(t not in special for t in token_ids[i])]
-        for start in range(0, len(todo), batch_size):
-            chunk = todo[start : start + batch_size]
-            rows, cols, vals = self.quantize(self.weights([token_ids[i] for i in chunk]), factor)
-            for r, c, v in zip(rows.tolist(), cols.tolist(), vals.tolist()):
-                out[chunk[r]][self.vocab[c]] = v
-        return out
-
-    def encode(self, texts: Sequence[str], factor: float = DEFAULT_FACTOR, batch_size: int = 32) -> list[dict[str, int]]:
-        """Tokenize and encode texts; counts empties, truncations and all-zero vectors."""
-        ids, truncated = self.tokenize(texts)
-        vectors = self.encode_ids(ids, factor, batch_size)
-        self.stats.record(texts, truncated, vectors)
-        return vectors
-
     def encode_float(self, texts: Sequence[str], batch_size: int = 32):
-        """Unquantized (n, vocab) weights, for diagnostics and exactness checks."""
+        """Unquantized (n, vocab) weights (specials zeroed), for diagnostics and exactness checks."""
         import torch
 
         ids, _ = self.tokenize(texts)
@@ -230,9 +210,42 @@ class SpladeEncoder:
         return torch.cat(parts) if parts else torch.zeros((0, len(self.vocab)))
 
 
-def tokenize(tokenizer: Any, texts: Sequence[str], max_length: int) -> tuple[list[list[int]], list[bool]]:
-    """Token ids per text (specials added, truncated to ``max_length``) and whether each was truncated;
-    the one tokenization every encoder (PyTorch and ONNX) uses, so their inputs are the same."""
-    enc = tokenizer(list(texts), truncation=True, max_length=max_length, add_special_tokens=True)
-    truncated = [len(e.overflowing) > 0 for e in enc.encodings] if enc.encodings else [False] * len(texts)
-    return enc["input_ids"], truncated
+class StaticQueryEncoder(EncoderBase):
+    """The query side of an inference-free SPLADE (SparseStaticEmbedding): tokenize without special
+    tokens, one table weight per distinct token (a repeated token counts once); no transformer."""
+
+    def __init__(self, model: str | model_io.ModelSource, max_length: int | None = None, **_: Any) -> None:
+        super().__init__()
+        self.source = model if isinstance(model, model_io.ModelSource) else model_io.resolve(model)
+        self.route = self.source.route("query")
+        self.tokenizer, self.table = model_io.load_static(self.route)
+        self.add_special = False
+        self.prompt = self.source.prompts.get("query", "")
+        # sentence-transformers truncates at the static tokenizer's own length (no position embeddings)
+        own = int(min(self.tokenizer.model_max_length or 512, 1 << 30))
+        self.max_length = clamp_max_length(max_length, own, own)
+        self.vocab = self.tokenizer.convert_ids_to_tokens(list(range(len(self.table))))
+        special = set(self.tokenizer.all_special_ids)
+        self.special_ids = sorted(i for i in special if i is not None and 0 <= i < len(self.vocab))
+        self._weights = self.table.numpy()
+
+    def weights_ids(self, batch_ids: Sequence[Sequence[int]]):
+        import numpy as np
+
+        out = np.zeros((len(batch_ids), len(self._weights)), dtype=np.float32)
+        for row, ids in enumerate(batch_ids):
+            distinct = np.unique(np.asarray(ids, dtype=np.int64))
+            out[row, distinct] = self._weights[distinct]
+        return out
+
+    def encode_ids(self, token_ids: Sequence[Sequence[int]], factor: float, batch_size: int = 32) -> list[dict[str, int]]:
+        """One short query at a time costs a table lookup, not a (batch, vocab) array."""
+        import numpy as np
+
+        special = set(self.special_ids)
+        out: list[dict[str, int]] = []
+        for ids in token_ids:
+            distinct = np.unique(np.asarray([t for t in ids if t not in special], dtype=np.int64))
+            _, cols, vals = quantize(self._weights[distinct][None, :], factor)
+            out.append({self.vocab[int(distinct[c])]: int(v) for c, v in zip(cols.tolist(), vals.tolist())})
+        return out

@@ -65,12 +65,35 @@ def load(dataset_id: str) -> Any:
         raise ReproError(f"unknown ir_datasets ID {dataset_id!r} (and no such file)") from None
 
 
+# Where ir_datasets reads the MS MARCO passage files the presets use (relative to IR_DATASETS_HOME;
+# the folder also needs irds_version.txt containing "v2", or ir_datasets deletes the files).
+_PLACES = {
+    ("msmarco-passage", "docs"): "msmarco-passage/collection.tsv",
+    ("msmarco-passage/dev/small", "queries"): "msmarco-passage/dev/small/queries.tsv",
+    ("msmarco-passage/dev/small", "qrels"): "msmarco-passage/dev/small/qrels",
+    ("msmarco-passage/trec-dl-2019", "queries"): "msmarco-passage/trec-dl-2019/queries.tsv",
+    ("msmarco-passage/trec-dl-2019", "qrels"): "msmarco-passage/trec-dl-2019/qrels",
+    ("msmarco-passage/trec-dl-2020", "queries"): "msmarco-passage/trec-dl-2020/queries.tsv.gz",
+    ("msmarco-passage/trec-dl-2020", "qrels"): "msmarco-passage/trec-dl-2020/qrels",
+}
+
+
 def offline_error(dataset_id: str, what: str, err: BaseException) -> ReproError:
-    """The message for a download that failed: the normal state on a machine without network."""
+    """The message for a download that failed: the normal state on a machine without network;
+    it says what to place where (IR_DATASETS_HOME/<id>/...)."""
+    import os
+
+    home = os.environ.get("IR_DATASETS_HOME", "~/.ir_datasets")
+    place = _PLACES.get((dataset_id.removesuffix("/judged"), what))
+    if place:
+        where = (f"the file as $IR_DATASETS_HOME/{place}, with $IR_DATASETS_HOME/{place.split('/')[0]}/irds_version.txt "
+                 f"containing v2 (IR_DATASETS_HOME={home})")
+    else:
+        where = f"the files under $IR_DATASETS_HOME/{dataset_id.split('/')[0]}/ (IR_DATASETS_HOME={home})"
     return ReproError(
         f"ir_datasets could not provide the {what} of {dataset_id!r} ({type(err).__name__}); "
-        "no network? Pre-place the files under $IR_DATASETS_HOME, pass a local file instead, or give a preset "
-        "a local BEIR folder with `repro reproduce PRESET --source DIR`"
+        f"no network? Pre-place {where}, pass a local file instead, or give a preset a local BEIR folder with "
+        "`repro reproduce PRESET --source DIR`"
     )
 
 

@@ -1,7 +1,8 @@
 """`repro index`: a collection into any registered engine's index, verified against the collection.
 
 Every engine gets the same checks and the same manifest: the collection is verified against its
-own manifest first (every shard present and unchanged), the engine builds into a temporary folder,
+own manifest first (every shard present and unchanged; a foreign JsonVectorCollection, which has
+none, by reading every record: ids, positive integer weights, counts), the engine builds into a temporary folder,
 the document count and the weight total that the engine reports back (Lucene: CheckIndex;
 Seismic: what it ingested) must equal the collection's, and only then is the index swapped into
 place (`repro.outputs.atomic_dir`). BM25 indexes the same texts with Lucene's English analyzer.
@@ -39,7 +40,7 @@ def build_index(collection: Path, output: Path, *, engine: str = "lucene", threa
     with atomic_dir(output, force=force, kind="index", inputs=[collection]) as tmp:
         # An engine that RESUMES keeps its partial load beside ``output`` (the temp folder is new each run).
         resume = {"target": output, "force": force} if getattr(module, "RESUMES", False) else {}
-        facts = module.build(collection / coll.SHARDS, tmp, threads=defaults.threads(threads), settings=settings,
+        facts = module.build(coll.index_input(collection), tmp, threads=defaults.threads(threads), settings=settings,
                              memory=memory, vectors=coll.iter_vectors(collection), **resume)
         seconds = time.perf_counter() - started
         if facts["documents"] != encoded["documents"]:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from repro import paths
+from repro.encode import model as model_io
 from repro.encode import model_cache
 from repro.errors import ReproError
 from repro.manifest import DIR_MANIFEST, config_digest, git_commit, sha256_file, versions
@@ -111,6 +112,7 @@ class Plan:
 
         args = ["--split", ts.split or ts.name] if beir.is_folder(topics) else []
         return args + (["--smart-ids", ts.smart_ids] if ts.smart_ids else [])
+    vectors: str | None = None  # an already encoded collection (repro's or another tool's) instead of encoding
 
     def run_file(self, ts: TopicSet) -> Path:
         return run_file(self.runs_dir, self.preset.name, ts.name)
@@ -152,7 +154,9 @@ def fingerprint(item: str | Path) -> str:
         if beir.is_folder(path):  # a BEIR folder: corpus, queries and every qrels file
             files = sorted(p for p in path.rglob("*") if p.is_file())
             return "beir:" + config_digest({str(p.relative_to(path)): _file_hash(p) for p in files})
-        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in (".json", ".safetensors", ".bin", ".txt", ".model"))
+        if model_io.is_model_folder(path):  # a model: all its files, sub-folders (modules, routes) included
+            return "model:" + model_io.fingerprint(path)
+        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in model_io.FINGERPRINT_SUFFIXES)
         return "files:" + config_digest({p.name: _file_hash(p) for p in files})
     if str(item).startswith(("/", ".", "~")) or Path(str(item)).suffix:
         return "missing"
@@ -198,11 +202,14 @@ def _write_record(plan: Plan, step: Step) -> None:
 
 # --- planning -----------------------------------------------------------------------------------
 def make_plan(preset: Preset | str, *, workdir: Path | str = "work", runs_dir: Path | str | None = None,
-              queries: str | None = None, model: str | None = None, source: str | Path | None = None) -> Plan:
+              queries: str | None = None, model: str | None = None, source: str | Path | None = None,
+              vectors: str | Path | None = None) -> Plan:
     """Every step of a reproduction, in order, each as the `repro` command that does it.
 
     ``source``: a local BEIR folder used instead of the preset's corpus, topics and qrels locations.
-    """
+    ``vectors``: index this already encoded collection (e.g. Anserini's pre-encoded corpus, a
+    foreign JsonVectorCollection) instead of encoding the corpus; nothing is encoded when the
+    preset's cached queries are here too."""
     if not isinstance(preset, Preset):
         preset = load_preset(preset)
     if source is not None:
@@ -211,6 +218,15 @@ def make_plan(preset: Preset | str, *, workdir: Path | str = "work", runs_dir: P
         if not beir.is_folder(source):
             raise ReproError("--source must be a BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv)", source)
         source = str(Path(source).resolve())
+    if vectors is not None:
+        if preset.retrieval != "splade":
+            raise ReproError(f"{preset.name} is a BM25 preset: --vectors does not apply")
+        from repro.formats import collection as coll
+
+        if not (coll.is_collection(vectors) or coll.is_foreign_collection(vectors)):
+            raise ReproError("--vectors must be an encoded collection: a `repro encode` folder or a JsonVectorCollection "
+                             "folder (*.json / *.jsonl files, maybe .gz)", vectors)
+        vectors = str(Path(vectors).resolve())
     if queries not in (None, "cached", "encode"):
         raise ReproError("--queries must be cached or encode")
     if preset.retrieval == "bm25" and (model or queries):
@@ -233,7 +249,7 @@ def make_plan(preset: Preset | str, *, workdir: Path | str = "work", runs_dir: P
                     f"--queries cached: topic set {ts.name} has no cached query file here"
                     + (f" (looked for {ts.encoded_queries[0]})" if ts.encoded_queries else " (the preset lists none)"))
             modes[ts.name] = "encode" if queries == "encode" or not cached else "cached"
-    plan = Plan(preset, work, runs, encoder_model, label, modes, source=source)
+    plan = Plan(preset, work, runs, encoder_model, label, modes, source=source, vectors=vectors)
     if preset.retrieval == "splade":
         _splade_steps(plan)
     else:
@@ -253,16 +269,19 @@ def _splade_steps(plan: Plan) -> None:
     corpus = plan.corpus()
     coll, index = work / "collection", work / "index"
     factor = _num(p.factor)
-    argv = ["repro", "encode", corpus, "-m", model, "-o", str(coll)]
-    if p.doc_max_length:
-        argv += ["--max-length", str(p.doc_max_length)]
-    argv += ["--factor", factor, "--batch-size", str(p.batch_size), "-q"]
-    if p.corpus_format != "auto":
-        argv += ["--format", p.corpus_format]
-    plan.steps.append(Step("encode", "encode", argv, {"factor": float(p.factor), "max_length": p.doc_max_length,
-                                                      "batch_size": p.batch_size, "format": p.corpus_format,
-                                                      "model": model},
-                           [corpus, model], [coll], prepare=_fetch_model(plan)))
+    if plan.vectors:
+        coll = Path(plan.vectors)  # indexed as it is: verified by the index step, nothing encoded
+    else:
+        argv = ["repro", "encode", corpus, "-m", model, "-o", str(coll)]
+        if p.doc_max_length:
+            argv += ["--max-length", str(p.doc_max_length)]
+        argv += ["--factor", factor, "--batch-size", str(p.batch_size), "-q"]
+        if p.corpus_format != "auto":
+            argv += ["--format", p.corpus_format]
+        plan.steps.append(Step("encode", "encode", argv, {"factor": float(p.factor), "max_length": p.doc_max_length,
+                                                          "batch_size": p.batch_size, "format": p.corpus_format,
+                                                          "model": model},
+                               [corpus, model], [coll], prepare=_fetch_model(plan)))
     plan.steps.append(Step("index", "index", ["repro", "index", str(coll), "-o", str(index)], {"kind": "impact"},
                            [str(coll)], [index]))
     for ts in p.topic_sets:
@@ -271,16 +290,19 @@ def _splade_steps(plan: Plan) -> None:
             qfile = choose(ts.encoded_queries, f"cached queries of {ts.name}")
         else:
             qfile = str(work / "queries" / f"{ts.name}.tsv")
+            qfactor = p.query_factor("encode")  # the convention of the figure encoded queries are compared with
             qargv = ["repro", "encode", topics, "--queries", "-m", model, "-o", qfile,
-                     "--max-length", str(p.query_max_length), "--factor", factor]
+                     "--max-length", str(p.query_max_length), "--factor", _num(qfactor)]
             if ts.topic_format != "auto":
                 qargv += ["--format", ts.topic_format]
             qargv += plan.topic_args(ts, topics)
             plan.steps.append(Step(f"queries.{ts.name}", "queries", qargv,
-                                   {"max_length": p.query_max_length, "factor": float(p.factor), "model": model,
+                                   {"max_length": p.query_max_length, "factor": qfactor, "model": model,
                                     "format": ts.topic_format}, [topics, model], [Path(qfile)],
                                    prepare=_fetch_model(plan)))
-        _search_and_evaluate(plan, ts, index, ["--encoded-queries", qfile], [qfile], {})
+        mode = plan.queries_mode[ts.name]
+        factor_note = {"query_factor": p.query_factor(mode)} if mode in p.query_factors else {}
+        _search_and_evaluate(plan, ts, index, ["--encoded-queries", qfile], [qfile], factor_note)
 
 
 def _bm25_steps(plan: Plan) -> None:
@@ -458,11 +480,13 @@ def run_step(step: Step, status: StepStatus) -> None:
 
 def reproduce(preset: Preset | str, *, workdir: Path | str = "work", runs_dir: Path | str | None = None,
               dry_run: bool = False, from_stage: str | None = None, force: bool = False, queries: str | None = None,
-              model: str | None = None, echo: Callable[[str], None] = print, source: str | Path | None = None) -> Plan:
+              model: str | None = None, echo: Callable[[str], None] = print, source: str | Path | None = None,
+              vectors: str | Path | None = None) -> Plan:
     """Run (or, with dry_run, print) every step of a preset; return the plan with each step's status."""
     if from_stage is not None and from_stage not in STAGES:
         raise ReproError(f"--from-stage must be one of {', '.join(STAGES)}")
-    plan = make_plan(preset, workdir=workdir, runs_dir=runs_dir, queries=queries, model=model, source=source)
+    plan = make_plan(preset, workdir=workdir, runs_dir=runs_dir, queries=queries, model=model, source=source,
+                     vectors=vectors)
     p = plan.preset
     redo_from = 0 if force else (STAGES.index(from_stage) if from_stage else len(STAGES))
     echo(f"# {p.name}: {p.description}")

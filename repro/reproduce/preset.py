@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from repro import defaults, paths
@@ -45,6 +45,7 @@ _TOP = {
     "doc_max_length": (int, False),
     "query_max_length": (int, False),
     "factor": ((int, float), False),
+    "query_factor": (dict, False),
     "hits": (int, False),
     "batch_size": (int, False),
     "notes": (str, False),
@@ -130,6 +131,12 @@ class Preset:
     batch_size: int = defaults.BATCH_SIZE
     notes: str | None = None
     part_of: str | None = None
+    query_factors: dict[str, float] = field(default_factory=dict)  # query source (encode|cached) -> factor
+
+    def query_factor(self, source: str) -> float:
+        """The quantization factor of queries from ``source`` (encode | cached): the preset's
+        ``[query_factor]`` entry (the convention of the figure compared with), else the documents'."""
+        return float(self.query_factors.get(source, self.factor))
 
     def topic_set(self, name: str) -> TopicSet:
         for ts in self.topic_sets:
@@ -279,6 +286,13 @@ def _build(path: Path, data: dict, raw_text: str) -> Preset:
             raise ReproError(f"{key} must be positive", path, _line_of(raw_text, key))
     if "factor" in data and data["factor"] <= 0:
         raise ReproError("factor must be positive", path, _line_of(raw_text, "factor"))
+    query_factors = data.get("query_factor", {})
+    for source, value in query_factors.items():
+        line = _line_of(raw_text, "query_factor")
+        if source not in QUERY_MODES:
+            raise ReproError(f"query_factor.{source}: the query source must be one of {', '.join(QUERY_MODES)}", path, line)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise ReproError(f"query_factor.{source} must be a positive number", path, line)
     topic_sets = []
     seen: set[str] = set()
     for ts in data["topics"]:
@@ -341,4 +355,5 @@ def _build(path: Path, data: dict, raw_text: str) -> Preset:
         factor=data.get("factor", defaults.DOC_FACTOR), hits=data.get("hits", defaults.HITS),
         batch_size=data.get("batch_size", defaults.BATCH_SIZE),
         notes=data.get("notes"), part_of=data.get("part_of"),
+        query_factors={k: float(v) for k, v in query_factors.items()},
     )

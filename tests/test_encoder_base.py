@@ -1,0 +1,149 @@
+"""The encoder base's rules (repro.encode.base) and the exactness of its fast paths.
+
+- --max-length is clamped to the model's position embeddings and refused below 2, one line;
+- SpladeEncoder._decoded_max, across its CHUNK_TOKENS boundary, is bit-identical to head-then-max;
+- sum pooling's chunked path equals the one-shot activation-then-sum on the whole batch;
+- on the real splade-tiny (a plain MLM folder) and real MS MARCO passages, repro's vectors are
+  round(x * 100) of SparseEncoder.encode_document / encode_query, up to counted .5-boundary flips;
+- the model fingerprint (one function) keys the ONNX cache and the reproduction plan.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from repro.cli import cli
+
+LONG = "the boundary layer on a flat plate in supersonic flow, with heat transfer and skin friction " * 60
+
+
+def test_max_length_is_clamped_to_the_position_embeddings(tiny_mlm, tmp_path):
+    from repro.encode.torch_encoder import SpladeEncoder
+
+    enc = SpladeEncoder(str(tiny_mlm), max_length=100000, device="cpu")
+    assert enc.max_length == 512
+    ids, truncated = enc.tokenize([LONG])
+    assert len(ids[0]) == 512 and truncated == [True] and len(enc.tokenizer(LONG)["input_ids"]) > 1000
+    corpus = tmp_path / "c.tsv"
+    corpus.write_text(f"d1\t{LONG}\nd2\tshort text\n", encoding="utf-8")
+    for args in (["encode", str(corpus), "-m", str(tiny_mlm), "-o", str(tmp_path / "coll"), "-q"],
+                 ["encode", str(corpus), "--queries", "-m", str(tiny_mlm), "-o", str(tmp_path / "q.tsv")]):
+        result = CliRunner().invoke(cli, [*args, "--max-length", "100000"])
+        assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "coll" / "manifest.json").read_text())
+    assert manifest.get("model_max_length", manifest.get("counts", {}).get("model_max_length")) in (512, None)
+
+
+def test_max_length_below_two_is_refused_in_one_line(tiny_mlm, tmp_path):
+    corpus = tmp_path / "c.tsv"
+    corpus.write_text("d1\thello world\n", encoding="utf-8")
+    proc = subprocess.run([str(Path(sys.executable).with_name("repro")), "encode", str(corpus), "-m", str(tiny_mlm),
+                           "-o", str(tmp_path / "coll"), "--max-length", "1"], capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == ["error: max length must be at least 2 tokens ([CLS] and [SEP]), got 1"]
+    assert not (tmp_path / "coll").exists()
+    from repro.encode.torch_encoder import SpladeEncoder
+    from repro.errors import ReproError
+
+    with pytest.raises(ReproError, match="at least 2"):
+        SpladeEncoder(str(tiny_mlm), max_length=1, device="cpu", side="query")
+
+
+def test_decoded_max_across_the_chunk_boundary_is_bit_identical(tiny_mlm):
+    import torch
+
+    from repro.encode.torch_encoder import SpladeEncoder
+
+    enc = SpladeEncoder(str(tiny_mlm), max_length=512, device="cpu")
+    texts = [LONG[: 1500 + 97 * i] for i in range(10)] + ["a short one", "python"]
+    ids, _ = enc.tokenize(texts)
+    lengths = [len(i) for i in ids]
+    assert sum(lengths) > 2 * enc.CHUNK_TOKENS and max(lengths) < enc.CHUNK_TOKENS  # several chunks, split between texts
+    fast = enc.weights(ids)
+    decoder, enc.decoder = enc.decoder, None  # reference: full head per token, then the max
+    slow = enc.weights(ids)
+    enc.decoder = decoder
+    assert torch.equal(fast, slow)
+    # one text per chunk (CHUNK_TOKENS smaller than any text) gives the same bits too
+    enc.CHUNK_TOKENS = 8
+    assert torch.equal(enc.weights(ids), slow)
+
+
+def test_sum_pooling_chunks_equal_one_shot(tiny_mlm, tmp_path):
+    import torch
+
+    from repro.encode.torch_encoder import SpladeEncoder
+    from repro.testing import build_sparse_encoder
+
+    folder = build_sparse_encoder(tmp_path / "sum", tiny_mlm, pooling="sum")
+    enc = SpladeEncoder(str(folder), max_length=512, device="cpu")
+    texts = [LONG[: 1500 + 97 * i] for i in range(4)] + ["python"]
+    ids, _ = enc.tokenize(texts)
+    chunked = enc.weights(ids)
+    enc.CHUNK_TOKENS = 10**6
+    whole = enc.weights(ids)
+    assert torch.allclose(chunked, whole, rtol=1e-6, atol=1e-5)
+    assert enc.encode(texts) == [dict(v) for v in enc.encode(texts)]
+
+
+def _msmarco_passages(shared_data: Path, n: int) -> list[str]:
+    texts = []
+    with open(shared_data / "msmarco-passage-dl20-pool" / "corpus.jsonl", encoding="utf-8") as handle:
+        for line in handle:
+            texts.append(json.loads(line)["contents"])
+            if len(texts) == n:
+                break
+    return texts
+
+
+@pytest.mark.slow
+def test_splade_tiny_equals_sparse_encoder_on_real_passages(splade_tiny, shared_data):
+    """The plain-MLM shape on the real model: SparseEncoder(folder) builds Transformer + SpladePooling(max)."""
+    import torch
+    from sentence_transformers import SparseEncoder
+
+    from repro.encode.queries import query_encoder
+    from repro.encode.torch_encoder import SpladeEncoder
+
+    passages = _msmarco_passages(shared_data, 100)
+    queries = [line.split("\t", 1)[1].strip() for line in
+               (shared_data / "msmarco-passage-dl20-pool" / "queries.tsv").read_text(encoding="utf-8").splitlines()[:50]]
+    st = SparseEncoder(str(splade_tiny), device="cpu")
+    vocab = st.tokenizer.convert_ids_to_tokens(list(range(st.tokenizer.vocab_size)))
+    special = set(st.tokenizer.all_special_ids)
+    flips = total = 0
+    for texts, ours, theirs in (
+        (passages, SpladeEncoder(str(splade_tiny), device="cpu").encode(passages), st.encode_document),
+        (queries, query_encoder(str(splade_tiny), max_length=512).encode(queries), st.encode_query),
+    ):
+        q = torch.round(theirs(texts, convert_to_sparse_tensor=False).float() * 100).to(torch.int64)
+        for mine, row in zip(ours, q):
+            ref = {vocab[c]: int(row[c]) for c in torch.nonzero(row > 0).flatten().tolist() if c not in special}
+            for tok in set(mine) | set(ref):
+                total += 1
+                assert abs(mine.get(tok, 0) - ref.get(tok, 0)) <= 1, tok
+                flips += mine.get(tok, 0) != ref.get(tok, 0)
+    print(f"splade-tiny vs SparseEncoder: {flips} one-unit flips of {total} weights")
+    assert total > 5000 and flips <= max(2, total // 10000), (flips, total)
+
+
+def test_one_fingerprint_for_onnx_cache_and_plan(tiny_mlm, tmp_path, monkeypatch):
+    from repro.encode import model as model_io
+    from repro.encode.onnx_encoder import _cache_root, _model_key
+    from repro.reproduce.plan import fingerprint
+
+    monkeypatch.setenv("REPRO_CACHE", str(tmp_path / "cache"))
+    assert _cache_root() == tmp_path / "cache" / "onnx"
+    before = model_io.fingerprint(tiny_mlm)
+    assert fingerprint(tiny_mlm) == "model:" + before
+    source = model_io.resolve(tiny_mlm)
+    key = _model_key(source, "query", 64)
+    (tiny_mlm / "sub").mkdir()
+    (tiny_mlm / "sub" / "config.json").write_text("{}")  # a sub-folder file counts (SparseEncoder modules)
+    assert model_io.fingerprint(tiny_mlm) != before and _model_key(source, "query", 64) != key
