@@ -9,6 +9,12 @@ FFN shape measured in the same run (common.gemm_ceiling), the practical roof on 
 
     .venv/bin/python benchmarks/bench_encode.py                 # splade-tiny + BERT-base-sized
     .venv/bin/python benchmarks/bench_encode.py --smoke         # seconds, for tests
+    .venv/bin/python benchmarks/bench_encode.py --whole-process --passages ../shared/data/msmarco-passage-dl20-pool/corpus.jsonl
+
+``--whole-process`` measures what a user runs: `repro encode` as a command (start-up imports,
+reading, tokenization, encoding, JSON shards, manifest hashing) against a Python process that loads
+the same folder with sentence-transformers, reads the same corpus, calls `encode_document` and
+writes the decoded vectors as JSON lines; wall time and peak memory of each process, interleaved.
 """
 
 from __future__ import annotations
@@ -141,6 +147,76 @@ def _ids(encoder, vector: dict[str, int]) -> dict[int, int]:
     return {lookup[t]: v for t, v in vector.items()}
 
 
+_ST_PROCESS = """
+import json, sys, torch
+torch.set_num_threads(int(sys.argv[4]))
+from sentence_transformers import SparseEncoder
+from sentence_transformers.sparse_encoder.modules import SpladePooling
+from sentence_transformers.sentence_transformer.modules import Transformer
+mlm = Transformer(sys.argv[1], transformer_task="fill-mask", max_seq_length=int(sys.argv[5]))
+model = SparseEncoder(modules=[mlm, SpladePooling(pooling_strategy="max")], device="cpu")
+docs = [line.rstrip("\\n").split("\\t", 1) for line in open(sys.argv[2], encoding="utf-8")]
+emb = model.encode_document([t for _, t in docs], batch_size=int(sys.argv[6]), convert_to_sparse_tensor=True)
+with open(sys.argv[3], "w", encoding="utf-8") as out:
+    for (doc_id, text), row in zip(docs, emb):
+        vec = {tok: int(round(w * 100)) for tok, w in model.decode(row) if round(w * 100) > 0}
+        out.write(json.dumps({"id": doc_id, "contents": text, "vector": vec}) + "\\n")
+"""
+
+
+def whole_process(args) -> int:
+    """`repro encode` vs a sentence-transformers process on the same passages: wall time and peak RSS."""
+    import json
+    import shutil
+    import statistics
+    import subprocess
+    import time
+
+    model = common.tiny_model(args.work) if args.model is None else Path(args.model)
+    work = Path(args.work) / "whole-process"
+    work.mkdir(parents=True, exist_ok=True)
+    corpus = work / "corpus.tsv"
+    with open(args.passages, encoding="utf-8") as src, open(corpus, "w", encoding="utf-8") as out:
+        for n, line in enumerate(src):
+            if n >= args.texts:
+                break
+            record = json.loads(line)
+            out.write(f"{record['id']}\t{' '.join(record['contents'].split())}\n")
+    repro_bin = Path(sys.executable).with_name("repro")
+    runs = {"repro encode": [], "sentence-transformers": []}
+    for rep in range(args.reps):
+        for name in runs:
+            out = work / f"out-{name.split()[0]}"
+            shutil.rmtree(out, ignore_errors=True)
+            if name == "repro encode":
+                cmd = [str(repro_bin), "encode", str(corpus), "-m", str(model), "-o", str(out), "--max-length",
+                       str(args.max_length), "--batch-size", str(args.batch_size), "--threads", str(args.threads), "-q"]
+            else:
+                cmd = [sys.executable, "-c", _ST_PROCESS, str(model), str(corpus), str(out), str(args.threads),
+                       str(args.max_length), str(args.batch_size)]
+            with common.PeakWatcher() as peak:
+                started = time.perf_counter()
+                proc = subprocess.run(cmd, capture_output=True, text=True)
+                seconds = time.perf_counter() - started
+            if proc.returncode != 0:
+                print(proc.stderr[-2000:], file=sys.stderr)
+                return 1
+            runs[name].append((seconds, peak.children_mib))
+    base = statistics.median(s for s, _ in runs["sentence-transformers"])
+    base_mem = statistics.median(m for _, m in runs["sentence-transformers"])
+    rows = []
+    for name, values in runs.items():
+        wall = statistics.median(s for s, _ in values)
+        mem = statistics.median(m for _, m in values)
+        rows.append([name, f"{wall:.1f}", f"{args.texts / wall:.1f}", f"{base / wall:.2f}x", f"{mem:.0f}",
+                     f"{mem / base_mem:.2f}x"])
+    table = common.markdown_table(["process", "wall s (median)", "docs/s", "speed vs ST", "peak RSS MiB",
+                                   "memory vs ST"], rows)
+    print(table)
+    common.publish(args, f"Whole-process encoding, {args.texts} real MS MARCO passages ({model.name})", table)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--texts", type=int, default=400, help="texts for splade-tiny")
@@ -150,8 +226,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-bf16", action="store_true")
+    parser.add_argument("--whole-process", action="store_true", help="time `repro encode` vs an ST process (see above)")
+    parser.add_argument("--passages", type=Path, default=None, help="JSONL passages for --whole-process")
+    parser.add_argument("--model", default=None, help="model folder for --whole-process (default: splade-tiny)")
     common.add_run_options(parser)
     args = parser.parse_args(argv)
+    if args.whole_process:
+        if args.passages is None:
+            parser.error("--whole-process needs --passages FILE.jsonl")
+        if args.smoke:
+            args.texts, args.reps = 20, 1
+        return whole_process(args)
     if args.smoke:
         args.texts, args.base_texts, args.reps = 24, 0, 1
     from transformers import AutoTokenizer

@@ -39,6 +39,19 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def cached_sha256(path: str | Path) -> str:
+    """SHA-256 of a file, remembered per (path, size, mtime) for this process: plans and model
+    fingerprints look at the same large files (weights, corpora) several times."""
+    stat = Path(path).stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _DIGESTS:
+        _DIGESTS[key] = sha256_file(path)
+    return _DIGESTS[key]
+
+
 def versions() -> dict[str, str]:
     found = {"python": platform.python_version()}
     for name in _VERSIONED:

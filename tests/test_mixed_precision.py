@@ -75,3 +75,24 @@ def test_mixed_head_equals_fp32_on_thousands_of_real_texts(splade_tiny, shared_d
     counts = _compare(encoder, texts)
     assert counts["weights"] > 200_000 and counts["chunks"] > 30
     assert counts["flips"] <= 10, counts
+
+
+def test_encode_precision_mixed_writes_the_same_collection(tmp_path, splade_tiny, shared_data):
+    """`repro encode --precision mixed` against the default fp32 run on 60 real passages: the same
+    documents, terms and weights (a one-unit .5 flip allowed, counted)."""
+    from click.testing import CliRunner
+
+    from repro.cli import cli
+    from repro.formats.collection import iter_vectors
+
+    lines = (shared_data / "msmarco-passage-dl20-pool" / "corpus.jsonl").read_text(encoding="utf-8").splitlines()[:60]
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    for name, extra in (("fp32", []), ("mixed", ["--precision", "mixed"])):
+        result = CliRunner().invoke(cli, ["encode", str(corpus), "-m", str(splade_tiny), "-o", str(tmp_path / name),
+                                          "--max-length", "256", "-q", *extra])
+        assert result.exit_code == 0, result.output
+    plain, mixed = dict(iter_vectors(tmp_path / "fp32")), dict(iter_vectors(tmp_path / "mixed"))
+    assert plain.keys() == mixed.keys()
+    flips = sum(abs(plain[d].get(t, 0) - mixed[d].get(t, 0)) for d in plain for t in set(plain[d]) | set(mixed[d]))
+    assert flips <= 1 and sum(len(v) for v in plain.values()) > 5000

@@ -28,13 +28,17 @@ from repro.errors import ReproError, success
 @click.option("--shard-size", default=defaults.SHARD_SIZE, show_default=True, help="Documents per output shard (the unit of resume).")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available).")
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32", show_default=True)
+@click.option("--precision", type=click.Choice(["fp32", "mixed"]), default="fp32", show_default=True,
+              help="Documents' MLM head: fp32, or mixed = bf16 screen + exact fp32 recomputation (same integer "
+                   "weights; faster where bf16 products are, e.g. GPUs; not on the 2-core CPU measured: docs/speed.md).")
 @click.option("--threads", type=int, default=None, help="CPU threads for torch (or onnxruntime).")
 @click.option("--runtime", type=click.Choice(RUNTIMES), default="torch", show_default=True,
               help="Query encoder runtime (--queries only): onnx = same vectors, faster on CPU; onnx-int8 = faster still, approximate.")
 @click.option("--skip-bad-lines", is_flag=True, help="Skip malformed corpus lines (counted and reported) instead of stopping.")
 @click.option("--force", is_flag=True, help="Redo even if the output exists.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def command(source, model, output, queries, fmt, split, smart_ids, factor, max_length, batch_size, shard_size, device, dtype, threads, runtime, skip_bad_lines, force, quiet):
+def command(source, model, output, queries, fmt, split, smart_ids, factor, max_length, batch_size, shard_size, device, dtype,
+            precision, threads, runtime, skip_bad_lines, force, quiet):
     """Encode SOURCE (a file or an ir_datasets ID) with a SPLADE model.
 
     \b
@@ -64,7 +68,8 @@ def command(source, model, output, queries, fmt, split, smart_ids, factor, max_l
     from repro.encode.documents import encode_corpus
 
     info = encode_corpus(source, output, model=model, fmt=fmt, factor=factor, max_length=max_length,
-                         batch_size=batch_size, shard_size=shard_size, device=device, dtype=dtype, threads=threads,
+                         batch_size=batch_size, shard_size=shard_size, device=device, dtype=dtype, precision=precision,
+                         threads=threads,
                          skip_bad_lines=skip_bad_lines, force=force, progress=not quiet)
     if not info.get("documents"):
         click.echo(f"this rank is done; other ranks still writing {len(info['missing_shards'])} shard(s)")

@@ -135,6 +135,7 @@ def encode_corpus(
     shard_size: int = defaults.SHARD_SIZE,
     device: str | None = None,
     dtype: str = "float32",
+    precision: str = "fp32",
     threads: int | None = None,
     skip_bad_lines: bool = False,
     force: bool = False,
@@ -154,6 +155,7 @@ def encode_corpus(
         "batch_size": batch_size,
         "shard_size": shard_size,
         "dtype": dtype,
+        **({"precision": precision} if precision != "fp32" else {}),  # fp32 collections keep their digest
     }
     if not force and (existing := _complete_manifest(out)) is not None:
         if existing.get("config_digest") != config_digest(config):
@@ -168,7 +170,8 @@ def encode_corpus(
     from repro.encode.torch_encoder import SpladeEncoder
 
     # Load the model first: a missing model must not leave an empty output folder behind.
-    encoder = SpladeEncoder(model, max_length=max_length, device=device, dtype=dtype, threads=threads)
+    encoder = SpladeEncoder(model, max_length=max_length, device=device, dtype=dtype, threads=threads,
+                            precision=precision)
     # Without a config.json nothing finished is here yet: on a bad corpus this run leaves nothing behind.
     fresh, existed = target != out or not (out / STATE / "config.json").exists(), target.exists()
     _prepare_output(target, config)

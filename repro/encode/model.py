@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from repro.errors import ReproError
+from repro.manifest import cached_sha256
 
 _TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "spiece.model", "vocab.json", "sentencepiece.bpe.model")
 FINGERPRINT_SUFFIXES = (".json", ".safetensors", ".bin", ".txt", ".model")
@@ -370,22 +371,6 @@ def quiet_loading() -> Iterator[None]:
 
 
 # --- fingerprint --------------------------------------------------------------------------------
-_DIGESTS: dict[tuple[str, int, int], str] = {}
-
-
-def file_digest(path: Path) -> str:
-    """SHA-256 of a file, remembered per (path, size, mtime) for this process."""
-    stat = path.stat()
-    key = (str(path), stat.st_size, stat.st_mtime_ns)
-    if key not in _DIGESTS:
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            while block := handle.read(1 << 20):
-                digest.update(block)
-        _DIGESTS[key] = digest.hexdigest()
-    return _DIGESTS[key]
-
-
 def fingerprint(folder: str | Path) -> str:
     """What identifies a model folder's content: the SHA-256 of its weight, config and tokenizer files,
     sub-folders (SparseEncoder modules, Router routes) included; the same bytes give the same value."""
@@ -393,7 +378,7 @@ def fingerprint(folder: str | Path) -> str:
     digest = hashlib.sha256()
     for item in sorted(folder.rglob("*")):
         if item.is_file() and item.suffix in FINGERPRINT_SUFFIXES and not item.name.startswith("."):
-            digest.update(f"{item.relative_to(folder).as_posix()}:{file_digest(item)}\n".encode())
+            digest.update(f"{item.relative_to(folder).as_posix()}:{cached_sha256(item)}\n".encode())
     return digest.hexdigest()
 
 

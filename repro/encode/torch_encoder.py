@@ -20,6 +20,9 @@ from typing import Any
 
 from repro.encode import model as model_io
 from repro.encode.base import EncoderBase, clamp_max_length, quantize
+from repro.errors import ReproError
+
+PRECISIONS = ("fp32", "mixed")  # mixed: bf16 screen + exact fp32 recomputation (repro.encode.mixed_head)
 
 
 def _mlm_head(model: Any) -> tuple[Any, Callable[[Any], Any]]:
@@ -64,10 +67,13 @@ class SpladeEncoder(EncoderBase):
         dtype: str = "float32",
         threads: int | None = None,
         side: str = "document",
+        precision: str = "fp32",
     ) -> None:
         import torch
 
         super().__init__()
+        if precision not in PRECISIONS:
+            raise ReproError(f"unknown precision {precision!r} (choose from {', '.join(PRECISIONS)})")
         if threads:
             torch.set_num_threads(threads)
         self.source = model_io.resolve(model)
@@ -89,6 +95,16 @@ class SpladeEncoder(EncoderBase):
         self.vocab = self.tokenizer.convert_ids_to_tokens(list(range(self.model.config.vocab_size)))
         special = set(self.tokenizer.all_special_ids)
         self.special_ids = sorted(i for i in special if i is not None and 0 <= i < len(self.vocab))
+        # The bf16 screen (repro.encode.mixed_head) covers max pooling of log(1+ReLU) with a split
+        # decoder; any other shape, or float dtypes other than fp32, runs the plain fp32 head.
+        self.mixed = None
+        if precision == "mixed" and self.decoder is not None and self.pooling == "max" \
+                and self.activation == "relu" and self.dtype is None:
+            from repro.encode.mixed_head import MixedHead
+
+            self.mixed = MixedHead(self.decoder[1], self.decoder[2])
+        self.precision = "mixed" if self.mixed is not None else "fp32"
+        self._factor: float | None = None
 
     # --- the model ----------------------------------------------------------------------------
     def _autocast(self):
@@ -132,7 +148,9 @@ class SpladeEncoder(EncoderBase):
             real = hidden[mask.bool()]  # (real tokens, hidden): padding never reaches the head
             if self.pooling == "sum":
                 return self._summed(real, lengths)
-            if self.decoder is not None:
+            if self.mixed is not None and self._factor is not None:
+                best = self.mixed.best(self.decoder[0](real), lengths, self._factor, self.CHUNK_TOKENS)
+            elif self.decoder is not None:
                 best = self._decoded_max(real, lengths)
             else:
                 logits = self.head(real).float()
@@ -200,6 +218,14 @@ class SpladeEncoder(EncoderBase):
         if bias is not None:
             best = best + bias.float()
         return best
+
+    def encode_ids(self, token_ids: Sequence[Sequence[int]], factor: float, batch_size: int = 32) -> list[dict[str, int]]:
+        """As the base does; the mixed-precision screen needs the factor (its zero threshold)."""
+        self._factor = factor
+        try:
+            return super().encode_ids(token_ids, factor, batch_size)
+        finally:
+            self._factor = None
 
     def encode_float(self, texts: Sequence[str], batch_size: int = 32):
         """Unquantized (n, vocab) weights (specials zeroed), for diagnostics and exactness checks."""

@@ -33,7 +33,7 @@ from repro import paths
 from repro.encode import model as model_io
 from repro.encode import model_cache
 from repro.errors import ReproError
-from repro.manifest import DIR_MANIFEST, config_digest, git_commit, sha256_file, versions
+from repro.manifest import DIR_MANIFEST, cached_sha256, config_digest, git_commit, sha256_file, versions
 from repro.outputs import write_text
 from repro.reproduce.preset import STAGES, Preset, TopicSet, available, choose, load_preset
 
@@ -130,34 +130,23 @@ def eval_file(runs_dir: Path, preset: str, topics: str) -> Path:
 
 
 # --- fingerprints and records -------------------------------------------------------------------
-_HASHES: dict[tuple[str, int, int], str] = {}
-
-
-def _file_hash(path: Path) -> str:
-    stat = path.stat()
-    key = (str(path), stat.st_size, stat.st_mtime_ns)
-    if key not in _HASHES:
-        _HASHES[key] = sha256_file(path)
-    return _HASHES[key]
-
-
 def fingerprint(item: str | Path) -> str:
     """What identifies an input or output's content: a checksum, or the ID itself for remote data."""
     path = Path(item)
     if path.is_file():
-        return "sha256:" + _file_hash(path)
+        return "sha256:" + cached_sha256(path)
     if path.is_dir():
         if (path / DIR_MANIFEST).is_file():
-            return "manifest:" + _file_hash(path / DIR_MANIFEST)
+            return "manifest:" + cached_sha256(path / DIR_MANIFEST)
         from repro.formats import beir
 
         if beir.is_folder(path):  # a BEIR folder: corpus, queries and every qrels file
             files = sorted(p for p in path.rglob("*") if p.is_file())
-            return "beir:" + config_digest({str(p.relative_to(path)): _file_hash(p) for p in files})
+            return "beir:" + config_digest({str(p.relative_to(path)): cached_sha256(p) for p in files})
         if model_io.is_model_folder(path):  # a model: all its files, sub-folders (modules, routes) included
             return "model:" + model_io.fingerprint(path)
         files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in model_io.FINGERPRINT_SUFFIXES)
-        return "files:" + config_digest({p.name: _file_hash(p) for p in files})
+        return "files:" + config_digest({p.name: cached_sha256(p) for p in files})
     if str(item).startswith(("/", ".", "~")) or Path(str(item)).suffix:
         return "missing"
     return "id:" + str(item)  # ir_datasets or hub ID: identified by name

@@ -170,29 +170,16 @@ def same_model(a: str, b: str) -> bool:
     A local folder and a hub ID match when the folder is that ID's hub-cache snapshot
     (``models--org--name``) or has the ID's last part as its name.
     """
+    from repro.encode.model import fingerprint as model_fingerprint
+
     pa_, pb_ = Path(a).expanduser(), Path(b).expanduser()
     if pa_.is_dir() and pb_.is_dir():
-        return pa_.resolve() == pb_.resolve() or _fingerprint(pa_) == _fingerprint(pb_)
+        return pa_.resolve() == pb_.resolve() or model_fingerprint(pa_) == model_fingerprint(pb_)
     if pa_.is_dir() or pb_.is_dir():
         folder, hub_id = (pa_, b) if pa_.is_dir() else (pb_, a)
         cache_name = "models--" + hub_id.strip("/").replace("/", "--")
         return cache_name in folder.resolve().parts or folder.resolve().name == hub_id.strip("/").split("/")[-1]
     return a.strip().rstrip("/") == b.strip().rstrip("/")
-
-
-def _fingerprint(folder: Path) -> str:
-    """SHA-256 over a model folder's files (names, sizes and contents), skipping caches and hidden files."""
-    import hashlib
-
-    from repro.manifest import sha256_file
-
-    digest = hashlib.sha256()
-    for item in sorted(p for p in folder.resolve().rglob("*") if p.is_file()):
-        rel = item.relative_to(folder.resolve())
-        if any(part.startswith(".") or part in ("onnx", "__pycache__") for part in rel.parts):
-            continue
-        digest.update(f"{rel.as_posix()}\0{item.stat().st_size}\0{sha256_file(item)}\n".encode())
-    return digest.hexdigest()
 
 
 def open_searcher(index: Path, *, query_cut: int | None = None, heap_factor: float | None = None,
