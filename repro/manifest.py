@@ -100,11 +100,16 @@ def recorded_command(argv: list[str]) -> str:
     return " ".join(out)
 
 
-def write_manifest(artefact: str | Path, stage: str, config: dict[str, Any], **facts: Any) -> dict[str, Any]:
-    """Write the manifest of an artefact (atomically) and return it."""
+def write_manifest(artefact: str | Path, stage: str, config: dict[str, Any], *, name: str | None = None,
+                   **facts: Any) -> dict[str, Any]:
+    """Write the manifest of an artefact (atomically) and return it.
+
+    ``name``: the artefact's final name, when the manifest is written inside a temporary folder that is
+    renamed into place afterwards (repro.outputs.atomic_dir).
+    """
     data = {
         "stage": stage,
-        "artefact": Path(artefact).name,
+        "artefact": name or Path(artefact).name,
         "command": recorded_command(sys.argv),
         "config": config,
         "config_digest": config_digest(config),

@@ -51,7 +51,8 @@ def build_index(collection: Path, output: Path, *, engine: str = "lucene", threa
                              f"{encoded['weight_total']}", collection)
         config = {"kind": "impact", "engine": engine, "collection": str(collection), "settings": facts.get("settings", settings)}
         extra = {k: v for k, v in facts.items() if k not in ("documents", "weight_total", "settings", "seconds")}
-        info = write_manifest(tmp, "index", config, documents=facts["documents"], weight_total=facts["weight_total"],
+        info = write_manifest(tmp, "index", config, name=output.name, documents=facts["documents"],
+                              weight_total=facts["weight_total"],
                               collection_digest=encoded["config_digest"], encode_config=encoded["config"],
                               seconds=round(seconds, 2), **extra)
     return info
@@ -100,7 +101,7 @@ def build_bm25_index(source: str, output: Path, *, threads: int | None = None, f
         if facts["documents"] != facts["corpus_documents"]:
             raise ReproError(f"BM25 index has {facts['documents']} documents, the corpus {facts['corpus_documents']}",
                              source)
-        info = write_manifest(tmp, "index", {"kind": "bm25", "engine": "lucene", "source": str(source)},
+        info = write_manifest(tmp, "index", {"kind": "bm25", "engine": "lucene", "source": str(source)}, name=output.name,
                               documents=facts["documents"], empty_documents=facts["empty_documents"],
                               seconds=round(time.perf_counter() - started, 2))
     return info
