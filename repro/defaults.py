@@ -62,11 +62,12 @@ MIN_LENGTH = 2  # [CLS] and [SEP]: below that no text token survives (and 1 turn
 
 
 def check_max_length(value: int | None, option: str = "--max-length") -> None:
-    """A token limit must leave room for one token and stay within the position embeddings."""
+    """The one rule for a requested token limit: at least 2, so a text token fits beside [CLS] and [SEP]
+    (1 used to turn truncation off). A limit past a model's position embeddings is not refused here:
+    the encoder, which knows the model, clamps it (repro.encode.base.clamp_max_length)."""
     if value is None:
         return
     from repro.errors import ReproError
 
-    if not MIN_LENGTH <= value <= MAX_POSITIONS:
-        raise ReproError(f"{option} {value}: must be between {MIN_LENGTH} and {MAX_POSITIONS} tokens "
-                         f"(BERT-like models have {MAX_POSITIONS} position embeddings; 2 = [CLS] [SEP] + nothing)")
+    if value < MIN_LENGTH:
+        raise ReproError(f"{option} {value}: must be at least {MIN_LENGTH} tokens ([CLS] and [SEP])")

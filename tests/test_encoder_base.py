@@ -46,7 +46,7 @@ def test_max_length_below_two_is_refused_in_one_line(tiny_mlm, tmp_path):
     proc = subprocess.run([str(Path(sys.executable).with_name("repro")), "encode", str(corpus), "-m", str(tiny_mlm),
                            "-o", str(tmp_path / "coll"), "--max-length", "1"], capture_output=True, text=True)
     assert proc.returncode == 2, proc.stderr
-    assert proc.stderr.strip().splitlines() == ["error: max length must be at least 2 tokens ([CLS] and [SEP]), got 1"]
+    assert proc.stderr.strip().splitlines() == ["error: --max-length 1: must be at least 2 tokens ([CLS] and [SEP])"]
     assert not (tmp_path / "coll").exists()
     from repro.encode.torch_encoder import SpladeEncoder
     from repro.errors import ReproError

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from repro import defaults
-from repro.errors import ReproError
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +42,7 @@ def clamp_max_length(requested: int | None, default: int, positions: int | None)
     position embeddings (512 when the config does not say); below 2 nothing but [CLS][SEP] fits."""
     limit = positions if positions and positions > 0 else defaults.MAX_POSITIONS
     value = default if requested is None else requested
-    if int(value) < 2:
-        raise ReproError(f"max length must be at least 2 tokens ([CLS] and [SEP]), got {value}")
+    defaults.check_max_length(int(value), "max length")
     if value > limit:
         if requested is not None:
             log.warning("max length %d is past the model's %d position embeddings; using %d", value, limit, limit)
