@@ -46,7 +46,7 @@ def cfg_for(data, **kw):
     from repro.train.mine import MineConfig
 
     base = dict(index=str(data["index"]), queries=str(data["topics"]), qrels=str(data["qrels"]),
-                corpus=str(data["corpus"]), rank_max=30, num_negatives=3, shard_size=4)
+                corpus=str(data["corpus"]), rank_max=30, num_negatives=3, shard_size=8)
     base.update(kw)
     return MineConfig(**base)
 
@@ -93,6 +93,7 @@ def test_positives_excluded_margin_respected_and_train_reads_it(bm25, tmp_path):
     assert len(ds) == len(recs) and ds[0]["query"] == recs[0]["query"] and ds[0]["negative_3"] == recs[0]["negatives"][2]
 
 
+@pytest.mark.slow
 def test_random_sampling_is_seeded_per_record(bm25, tmp_path):
     from repro.train.mine import mine
 
@@ -130,7 +131,7 @@ def test_teacher_scores_equal_cross_encoder_predict(bm25, tmp_path):
     torch.manual_seed(0)
     BertForSequenceClassification(BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2,
                                              num_attention_heads=2, intermediate_size=64, num_labels=1)).save_pretrained(ce_dir)
-    info = mine(cfg_for(bm25, teacher=str(ce_dir), teacher_batch_size=5, relative_margin=None, shard_size=4),
+    info = mine(cfg_for(bm25, teacher=str(ce_dir), teacher_batch_size=5, relative_margin=None, shard_size=8),
                 tmp_path / "t", threads=1, progress=False)
     recs = read_records(tmp_path / "t")
     assert recs and info["teacher"] == str(ce_dir)
@@ -159,7 +160,7 @@ def test_teacher_scores_equal_cross_encoder_predict(bm25, tmp_path):
 def test_crash_and_resume_is_byte_identical(bm25, tmp_path, monkeypatch):
     import repro.train.mine as mining
 
-    ref = mining.mine(cfg_for(bm25), tmp_path / "ref", threads=1, progress=False)
+    ref = mining.mine(cfg_for(bm25, shard_size=4), tmp_path / "ref", threads=1, progress=False)
     real = mining.write_shard
     calls = {"n": 0}
 
@@ -171,19 +172,19 @@ def test_crash_and_resume_is_byte_identical(bm25, tmp_path, monkeypatch):
 
     monkeypatch.setattr(mining, "write_shard", crashing)
     with pytest.raises(KeyboardInterrupt):
-        mining.mine(cfg_for(bm25), tmp_path / "crashy", threads=1, progress=False)
+        mining.mine(cfg_for(bm25, shard_size=4), tmp_path / "crashy", threads=1, progress=False)
     monkeypatch.setattr(mining, "write_shard", real)
     assert (tmp_path / "crashy" / "part-00000.jsonl").exists() and not (tmp_path / "crashy" / "part-00001.jsonl").exists()
     # a half-written shard file left by a kill is redone
     (tmp_path / "crashy" / "part-00001.jsonl").write_text('{"cut')
-    again = mining.mine(cfg_for(bm25), tmp_path / "crashy", threads=1, progress=False)
+    again = mining.mine(cfg_for(bm25, shard_size=4), tmp_path / "crashy", threads=1, progress=False)
     files = sorted(p.name for p in (tmp_path / "ref").glob("part-*.jsonl"))
     assert files == sorted(p.name for p in (tmp_path / "crashy").glob("part-*.jsonl")) and len(files) == 2
     for name in files:
         assert (tmp_path / "ref" / name).read_bytes() == (tmp_path / "crashy" / name).read_bytes()
     assert again["shards"] == ref["shards"] and again["records"] == ref["records"]
     with pytest.raises(ReproError, match="different settings"):
-        mining.mine(cfg_for(bm25, num_negatives=2), tmp_path / "crashy", threads=1, progress=False)
+        mining.mine(cfg_for(bm25, shard_size=4, num_negatives=2), tmp_path / "crashy", threads=1, progress=False)
 
 
 @pytest.mark.slow
