@@ -27,9 +27,10 @@ def repro(*args: str, cwd: Path, env: dict | None = None) -> subprocess.Complete
 
 
 def test_every_public_dataset_has_three_presets_with_sourced_numbers():
-    names = {p.name: p for p in list_presets() if p.collection.startswith("beir-")}
+    matrix = ("bm25", "splade-pp-ed", "splade-v3")  # Pyserini's matrix (other models' BEIR presets aside)
+    names = {p.name: p for p in list_presets() if p.collection.startswith("beir-") and p.name.split(".", 1)[1] in matrix}
     datasets = PUBLIC + [f"cqadupstack-{f}" for f in FORUMS]
-    assert set(names) == {f"beir-{d}.{m}" for d in datasets for m in ("bm25", "splade-pp-ed", "splade-v3")}
+    assert set(names) == {f"beir-{d}.{m}" for d in datasets for m in matrix}
     for p in names.values():
         (ts,) = p.topic_sets
         assert {e.measure for e in ts.expected} == {"nDCG@10", "R@100", "R@1000"}
@@ -56,7 +57,9 @@ def test_generated_presets_are_current(tmp_path):
 def test_presets_list_and_dry_run(tmp_path):
     listed = repro("presets", cwd=tmp_path)
     assert listed.returncode == 0 and "beir-trec-covid.splade-pp-ed" in listed.stdout
-    assert sum(line.startswith("beir-") for line in listed.stdout.splitlines()) == 75
+    matrix = [line for line in listed.stdout.splitlines()
+              if line.startswith("beir-") and line.split()[0].split(".", 1)[1] in ("bm25", "splade-pp-ed", "splade-v3")]
+    assert len(matrix) == 75
     plan = repro("reproduce", "beir-trec-covid.splade-pp-ed", "--dry-run", "--workdir", "w", "--runs", "r", cwd=tmp_path)
     assert plan.returncode == 0, plan.stderr
     assert "repro encode beir/trec-covid -m naver/splade-cocondenser-ensembledistil" in plan.stdout

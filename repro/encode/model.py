@@ -103,7 +103,7 @@ def _hub_snapshot(repo_id: str) -> Path:
     where = Path(constants.HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}"
     placement = f"place it as {where}/snapshots/<rev>/ with {where}/refs/main holding <rev>, or pass a local folder"
     if not hub_reachable():
-        raise ReproError(f"model {repo_id!r} is not a local folder nor in the Hugging Face cache, and the hub "
+        raise ReproError(f"model {repo_id!r} is not a local folder and not in the Hugging Face cache, and the hub "
                          f"is unreachable (offline?); {placement}")
     try:
         return Path(snapshot_download(repo_id))
