@@ -123,13 +123,7 @@ def prepare_output(path: str | Path, kind: str, *, inputs: Iterable[str | Path |
                 what = "folder is not empty and is not" if path.is_dir() else "file is not"
                 raise ReproError(f"the output {what} a repro {kind} output (no manifest saying so); "
                                  "--force replaces only those: move it away or choose another output", path)
-    parent = path.parent if str(path.parent) else Path(".")
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise _explain_os_error(err, parent) from err
-    if not os.access(parent, os.W_OK):
-        raise ReproError("cannot write here (permission denied or read-only file system)", parent)
+    parent = _writable_parent(path)
     remove_stale_temps(parent, path.name)
     return path
 
@@ -142,13 +136,19 @@ def check_writable(path: Path, force: bool = False) -> None:
     path = Path(path)
     if path.exists() and not force:
         raise ReproError("output exists; pass --force to overwrite it", path)
-    parent = path.parent if path.parent != Path("") else Path(".")
+    _writable_parent(path)
+
+
+def _writable_parent(path: Path) -> Path:
+    """The output's folder, created if needed; an error naming it when nothing can be written there."""
+    parent = path.parent if str(path.parent) else Path(".")
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise _explain_os_error(err, parent) from err
     if not os.access(parent, os.W_OK):
         raise ReproError("cannot write here (permission denied or read-only file system)", parent)
+    return parent
 
 
 # --- atomic writes --------------------------------------------------------------------------------

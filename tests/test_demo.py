@@ -16,6 +16,7 @@ from repro.errors import ReproError
 from repro.paths import PACKAGE_DIR
 
 
+@pytest.mark.slow
 def test_demo_end_to_end_with_local_model(tmp_path, splade_tiny):
     assert (PACKAGE_DIR / "data" / "demo" / "corpus.jsonl").is_file()
     args = ["demo", "--model", str(splade_tiny), "--workdir", str(tmp_path)]

@@ -149,6 +149,7 @@ def test_kill_during_indexing_then_rerun(built, tmp_path, hook, mark):
     assert not partial.exists()
 
 
+@pytest.mark.slow
 def test_server_uri_index_and_search(built, server, tmp_path, monkeypatch):
     """--uri: the index folder names the collection; nothing but the manifest, the map and milvus.json."""
     tmp = built["tmp"]

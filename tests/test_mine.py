@@ -55,6 +55,7 @@ def read_records(folder: Path) -> list[dict]:
     return [json.loads(line) for f in sorted(folder.glob("part-*.jsonl")) for line in f.read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_positives_excluded_margin_respected_and_train_reads_it(bm25, tmp_path):
     from repro.engines.lucene import search_topics
     from repro.formats.qrels import read_qrels
@@ -118,6 +119,7 @@ def test_guard_rule_unit():
     assert select_negatives(cands, None, cfg, "q", "p", counts) == []  # positive below every candidate
 
 
+@pytest.mark.slow
 def test_teacher_scores_equal_cross_encoder_predict(bm25, tmp_path):
     import torch
     from sentence_transformers import CrossEncoder
@@ -157,6 +159,7 @@ def test_teacher_scores_equal_cross_encoder_predict(bm25, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow
 def test_crash_and_resume_is_byte_identical(bm25, tmp_path, monkeypatch):
     import repro.train.mine as mining
 

@@ -50,6 +50,7 @@ def _compare(encoder, texts: list[str], batch_size: int = 32) -> dict[str, int]:
     return counts
 
 
+@pytest.mark.slow
 def test_mixed_head_equals_fp32_on_real_passages(splade_tiny, shared_data):
     from repro.encode.torch_encoder import SpladeEncoder
 

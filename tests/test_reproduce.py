@@ -137,6 +137,7 @@ queries = 12
     return splade, bm25
 
 
+@pytest.mark.slow
 def test_reproduce_twice_same_numbers_and_skips(tmp_path, splade_tiny):
     splade, bm25 = _mini_presets(tmp_path)
     kw = dict(workdir=tmp_path / "w", runs_dir=tmp_path / "runs", echo=lambda s: None)
@@ -166,6 +167,7 @@ def test_reproduce_twice_same_numbers_and_skips(tmp_path, splade_tiny):
     assert all(s.status == "skipped (up to date)" for s in b2.steps)
 
 
+@pytest.mark.slow
 def test_changed_input_redoes_downstream(tmp_path, splade_tiny):
     splade, _ = _mini_presets(tmp_path)
     kw = dict(workdir=tmp_path / "w", runs_dir=tmp_path / "runs", echo=lambda s: None)

@@ -152,6 +152,7 @@ def _check_tables(text: str, script: str) -> None:
             assert any(re.fullmatch(r"[-+]?\d[\d,]*(\.\d+)?( ?(x|%|ms|s|MiB|GB|q/s))?(\s*\(.*\))?", c) for c in cells), (script, row)
 
 
+@pytest.mark.slow
 def test_bench_encode_smoke(tmp_path):
     if importlib.util.find_spec("sentence_transformers") is None:
         pytest.skip("sentence-transformers not installed")

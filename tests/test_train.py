@@ -54,6 +54,7 @@ def state_dict(folder: Path):
     return load_file(str(files[0]))
 
 
+@pytest.mark.slow
 def test_loss_decreases_and_output_reloads(tiny_mlm, tmp_path):
     from sentence_transformers.sparse_encoder import SparseEncoder
 
@@ -80,6 +81,7 @@ def test_loss_decreases_and_output_reloads(tiny_mlm, tmp_path):
         assert key in first
 
 
+@pytest.mark.slow
 def test_lambda_reduces_nonzeros(tiny_mlm, tmp_path):
     from repro.train.loop import run_training
 
@@ -110,6 +112,7 @@ def test_regularizer_warmup_is_the_configured_one(tiny_mlm, tmp_path):
     assert warmup_weight(3, 0.4, 6) == pytest.approx(0.1) and warmup_weight(0, 0.4, 0) == 0.4
 
 
+@pytest.mark.slow
 def test_crash_and_resume_gives_identical_weights(tiny_mlm, tmp_path):
     from transformers import TrainerCallback
 
@@ -273,6 +276,7 @@ def test_offline_hub_id_and_existing_output_are_clear_errors(tiny_mlm, tmp_path)
         run_training(make_cfg(tiny_mlm, tmp_path))
 
 
+@pytest.mark.slow
 def test_dev_evaluation_while_training_and_best_model(tiny_mlm, tmp_path):
     from sentence_transformers.sparse_encoder import SparseEncoder
 

@@ -17,14 +17,13 @@ ir_datasets' ``beir/<name>/<split>`` gives); without a ``qrels/`` folder every q
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
 
 from repro.errors import BadInputError, ReproError, short
 from repro.formats.ids import clean_id
-from repro.formats.textio import ReadCounts, iter_lines
+from repro.formats.textio import ReadCounts, iter_json_objects, iter_lines
 
 log = logging.getLogger(__name__)
 
@@ -73,24 +72,7 @@ def qrels_file(folder: str | Path, split: str) -> Path:
 
 
 def _records(path: Path, stats: ReadCounts | None, skip: bool = False) -> Iterator[tuple[int, dict]]:
-    for lineno, line in iter_lines(path, stats):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            _bad(skip, stats, path, lineno, f"not valid JSON ({err.msg} at column {err.colno})")
-            continue
-        if not isinstance(record, dict):
-            _bad(skip, stats, path, lineno, "expected a JSON object")
-            continue
-        yield lineno, record
-
-
-def _bad(skip: bool, stats: ReadCounts | None, path: Path, lineno: int, why: str) -> None:
-    if not skip or stats is None:
-        raise BadInputError(why + (" (pass --skip-bad-lines to skip such lines)" if not skip else ""), path, lineno)
-    stats.skip(f"{path}:{lineno}", why)
+    return iter_json_objects(path, stats, skip)
 
 
 def _text(record: dict, key: str, path: Path, lineno: int, required: bool) -> str:

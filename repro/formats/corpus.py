@@ -14,7 +14,6 @@ stripped, whitespace inside refused with file and line).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from pathlib import Path
 from repro.formats import beir, irds, smart, trec
 from repro.errors import BadInputError, ReproError, short
 from repro.formats.ids import clean_id, id_problem
-from repro.formats.textio import ReadCounts, head_text, iter_lines
+from repro.formats.textio import ReadCounts, bad_line, head_text, iter_json_objects, iter_lines
 
 FORMATS = ("auto", "tsv", "jsonl", "beir", "trec", "smart", "irds")
 
@@ -80,12 +79,6 @@ def iter_docs(
         yield doc
 
 
-def _bad(skip: bool, stats: ReadCounts, path: Path, lineno: int, why: str) -> None:
-    if not skip:
-        raise BadInputError(why + " (pass --skip-bad-lines to skip such lines)", path, lineno)
-    stats.skip(f"{path}:{lineno}", why)
-
-
 def _iter_tsv(source, skip, stats) -> Iterator[tuple[tuple, Doc]]:
     path = Path(source)
     for lineno, line in iter_lines(path, stats):
@@ -93,32 +86,22 @@ def _iter_tsv(source, skip, stats) -> Iterator[tuple[tuple, Doc]]:
             continue
         parts = line.split("\t")
         if len(parts) < 2:
-            _bad(skip, stats, path, lineno, f"expected 'id<TAB>text', found no tab: {short(line)!r}")
+            bad_line(skip, stats, path, lineno, f"expected 'id<TAB>text', found no tab: {short(line)!r}")
             continue
         # Extra tabs belong to the text (e.g. id<TAB>title<TAB>body): joined with a space.
         doc_id, text = parts[0].strip(), " ".join(parts[1:])
         if problem := id_problem(doc_id, "document id"):
-            _bad(skip, stats, path, lineno, problem)
+            bad_line(skip, stats, path, lineno, problem)
             continue
         yield (path, lineno), Doc(doc_id, text)
 
 
 def _iter_jsonl(source, skip, stats) -> Iterator[tuple[tuple, Doc]]:
     path = Path(source)
-    for lineno, line in iter_lines(path, stats):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            _bad(skip, stats, path, lineno, f"not valid JSON ({err.msg} at column {err.colno})")
-            continue
-        if not isinstance(record, dict):
-            _bad(skip, stats, path, lineno, "expected a JSON object")
-            continue
+    for lineno, record in iter_json_objects(path, stats, skip):
         doc_id = record.get("id", record.get("_id", record.get("docid")))
         if doc_id is None or str(doc_id).strip() == "":
-            _bad(skip, stats, path, lineno, "record has no 'id' (Anserini) or '_id' (BEIR)")
+            bad_line(skip, stats, path, lineno, "record has no 'id' (Anserini) or '_id' (BEIR)")
             continue
         if "contents" in record:
             text = record["contents"]
@@ -126,16 +109,16 @@ def _iter_jsonl(source, skip, stats) -> Iterator[tuple[tuple, Doc]]:
             # BEIR: title and text joined with a space, as BEIR's own evaluation does.
             text = " ".join(t for t in (record.get("title") or "", record.get("text") or "") if t)
         else:
-            _bad(skip, stats, path, lineno, "record has no 'contents' (Anserini) or 'title'/'text' (BEIR)")
+            bad_line(skip, stats, path, lineno, "record has no 'contents' (Anserini) or 'title'/'text' (BEIR)")
             continue
         if not isinstance(text, str):
-            _bad(skip, stats, path, lineno, "document text is not a string")
+            bad_line(skip, stats, path, lineno, "document text is not a string")
             continue
         if not isinstance(doc_id, (str, int)) or isinstance(doc_id, bool):
-            _bad(skip, stats, path, lineno, f"document id is a JSON {type(doc_id).__name__}, expected a string or number")
+            bad_line(skip, stats, path, lineno, f"document id is a JSON {type(doc_id).__name__}, expected a string or number")
             continue
         if problem := id_problem(str(doc_id).strip(), "document id"):
-            _bad(skip, stats, path, lineno, problem)
+            bad_line(skip, stats, path, lineno, problem)
             continue
         yield (path, lineno), Doc(str(doc_id).strip(), text)
 

@@ -169,3 +169,31 @@ def decode_strict(raw: bytes, path: Path, lineno: int) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError as err:
         raise BadInputError(f"not valid UTF-8 (byte 0x{raw[err.start]:02x} at column {err.start + 1})", path, lineno) from None
+
+
+def bad_line(skip: bool, stats: ReadCounts | None, path: Path, lineno: int, why: str) -> None:
+    """The bad-line rule of the line-per-record readers: an error naming file and line, or, with
+    ``--skip-bad-lines``, a counted skip (the first examples kept for the summary)."""
+    from repro.errors import BadInputError
+
+    if not skip or stats is None:
+        raise BadInputError(why + " (pass --skip-bad-lines to skip such lines)", path, lineno)
+    stats.skip(f"{path}:{lineno}", why)
+
+
+def iter_json_objects(path: Path, stats: ReadCounts | None, skip: bool = False) -> Iterator[tuple[int, dict]]:
+    """(line number, object) of a JSON-lines file; blank lines skipped, other lines by `bad_line`."""
+    import json
+
+    for lineno, line in iter_lines(path, stats):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            bad_line(skip, stats, path, lineno, f"not valid JSON ({err.msg} at column {err.colno})")
+            continue
+        if not isinstance(record, dict):
+            bad_line(skip, stats, path, lineno, "expected a JSON object")
+            continue
+        yield lineno, record
