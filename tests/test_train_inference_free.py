@@ -126,7 +126,7 @@ def test_diagnostics_report_the_static_query_side(trained):
         assert r["nnz_q"] > 0 and r["nnz_d"] > 0
         assert r["lambda_q_now"] == 0.0
     card = (trained["out"] / "README.md").read_text(encoding="utf-8")
-    assert card
+    assert "inference-free: a Router whose query route is a SparseStaticEmbedding" in card
 
 
 def test_continue_training_an_inference_free_folder_and_resume(trained, tmp_path):
@@ -176,3 +176,13 @@ def test_settings_are_checked(tiny_mlm, tmp_path):
     # an inference-free base without --inference-free is refused, naming the flag
     with pytest.raises(ReproError, match="pass --inference-free"):
         run_training(make_cfg(Path(cfg.output), tmp_path, name="plain", max_steps=2))
+
+
+def test_preset_config_loads_and_validates(shared_data, splade_tiny):
+    from repro.train.config import TrainConfig, load_toml
+
+    root = Path(__file__).resolve().parent.parent
+    cfg = TrainConfig(**load_toml(root / "configs" / "inference-free-cranfield.toml"))
+    cfg.validate()
+    assert cfg.inference_free and cfg.static_init == "ones" and cfg.static_lr > cfg.lr and cfg.lambda_q == 0
+    assert Path(cfg.data).is_file() and Path(cfg.base_model).resolve() == splade_tiny.resolve()
