@@ -48,6 +48,14 @@ def _load_config(ctx: click.Context, _param, value):
 @click.option("--freeze-encoder/--no-freeze-encoder", default=False, show_default=True,
               help="Train only the MLM head (transform + decoder bias; a tied decoder weight stays frozen).")
 @click.option("--freeze-embeddings/--no-freeze-embeddings", default=False, show_default=True)
+@click.option("--inference-free/--no-inference-free", default=False, show_default=True,
+              help="Train an inference-free Router: static query table (SparseStaticEmbedding) + MLM documents.")
+@click.option("--static-init", default="ones", show_default=True, metavar="ones|idf:FILE",
+              help="Initial query table for --inference-free from a plain MLM: ones, or a {token: weight} JSON.")
+@click.option("--static-lr", type=float, default=1e-3, show_default=True,
+              help="Learning rate of the static query table (--inference-free; the rest uses --lr).")
+@click.option("--freeze-static/--no-freeze-static", default=False, show_default=True,
+              help="Keep the static query table fixed (--inference-free).")
 @click.option("--no-duplicates/--allow-duplicates", default=True, show_default=True,
               help="Shuffled batches without repeated texts (in-batch negatives stay true negatives).")
 @click.option("--save-steps", type=int, default=500, show_default=True)

@@ -4,6 +4,13 @@ The warm-up subclasses sentence-transformers' SpladeRegularizerWeightSchedulerCa
 purpose: SparseEncoderTrainer inserts its own default (quadratic over 1/3 of ALL steps) only when
 it finds no instance of that class bound to the same loss, so passing this one keeps the default
 out, and `train.loop` checks that exactly one such callback is present.
+
+Inference-free models (a Router): the sample queries are measured through the query route (the
+static table: their nonzeros are their own tokens, so expansion and special-token shares are 0 by
+construction, which is the true state of that side), documents through the document route, and
+the probes through the DOCUMENT route: a probe shows what the MLM expands a text into, and the
+query side has no MLM (through the table a probe would only echo its own tokens). Each record
+says so (`query_side`, `probes_route`).
 """
 
 from __future__ import annotations
@@ -73,16 +80,22 @@ class DiagnosticsCallback(TrainerCallback):
         self.probes = probes
         self.every = every
         self.classes = quality.VocabClasses.from_tokenizer(model.tokenizer)
+        from repro.train.model import static_module
+
+        self.inference_free = static_module(model) is not None
+        # a Router needs the task to pick its route; a plain model keeps its default path (task None)
+        self.tasks = ("query", "document") if self.inference_free else (None, None)
         self.records: list[dict[str, Any]] = []
         self.last_step = -1
 
     def measure(self, step: int, logs: dict[str, float] | None = None) -> dict[str, Any]:
         t0 = time.perf_counter()
-        q = quality.model_report(self.model, self.sample_queries, top_k=5, classes=self.classes)
-        d = quality.model_report(self.model, self.sample_docs, top_k=5, classes=self.classes)
-        p = quality.model_report(self.model, self.probes, top_k=10, classes=self.classes)
-        qv = quality.raw_vectors(self.model, self.sample_queries)
-        dv = quality.raw_vectors(self.model, self.sample_docs)
+        qt, dt = self.tasks
+        q = quality.model_report(self.model, self.sample_queries, top_k=5, classes=self.classes, task=qt)
+        d = quality.model_report(self.model, self.sample_docs, top_k=5, classes=self.classes, task=dt)
+        p = quality.model_report(self.model, self.probes, top_k=10, classes=self.classes, task=dt)
+        qv = quality.raw_vectors(self.model, self.sample_queries, task=qt)
+        dv = quality.raw_vectors(self.model, self.sample_docs, task=dt)
         logs = logs or {}
         rec = {
             "step": step,
@@ -107,6 +120,9 @@ class DiagnosticsCallback(TrainerCallback):
             rec[f"special_share_{part}"] = agg["mean_special_share"]
             rec[f"expansion_share_{part}"] = agg["mean_expansion_share"]
         rec["probes"] = {r["text"]: r["top"] for r in p["texts"]}
+        if self.inference_free:
+            rec["query_side"] = "static"  # table lookup: no expansion, no special tokens by construction
+            rec["probes_route"] = "document"  # the query side has no MLM to probe
         rec["warnings"] = quality.quality_warnings({r["text"]: r for r in p["texts"]}, q["aggregate"]) + [
             f"documents: {w}" for w in quality.quality_warnings({}, d["aggregate"])
         ]

@@ -16,6 +16,15 @@ harder at the same lambda. The regulariser is added to the ranking loss as is, s
 scale is tied to the loss scale: SPLADE++'s lambda_q 0.5 / lambda_d 0.4 (50k-step quadratic
 warm-up, batch 128) go with MarginMSE on raw cross-encoder margins; with MNRL (cross-entropy of a
 few nats) much smaller lambdas (1e-3 .. 1e-1) are the usual range.
+
+Inference-free SPLADE (`inference_free = true`, default false): the model is a sentence-transformers
+Router whose query route is a SparseStaticEmbedding (one weight per vocabulary token, a table
+lookup at query time) and whose document route is the MLM + SpladePooling. `static_init` ("ones",
+the default, or "idf:FILE" with a {token: weight} JSON) initialises the table when the base model
+is a plain MLM (an existing inference-free model keeps its table); `static_lr` (default 1e-3) is
+the table's learning rate (the rest trains at `lr`), `freeze_static` (default false) keeps it fixed.
+The query regulariser weight is 0 in this mode (a static table has no expansion to sparsify; its
+vectors hold only the query's own tokens), so a nonzero `lambda_q` is overridden to 0 with a warning.
 """
 
 from __future__ import annotations
@@ -76,6 +85,10 @@ class TrainConfig:
     skip_bad_lines: bool = False
     resume: bool = False
     force: bool = False
+    inference_free: bool = False
+    static_init: str = "ones"
+    static_lr: float = 1e-3
+    freeze_static: bool = False
 
     def validate(self) -> None:
         if not self.base_model:
@@ -115,6 +128,28 @@ class TrainConfig:
             raise ReproError(f"unknown --best-measure {self.best_measure!r}; choose ndcg@10 or rr@10")
         if self.save_steps < 1 or self.diagnostics_steps < 1:
             raise ReproError("--save-steps and --diagnostics-steps must be >= 1")
+        self._validate_inference_free()
+
+    def _validate_inference_free(self) -> None:
+        if not self.inference_free:
+            if self.static_init != "ones" or self.freeze_static:
+                raise ReproError("--static-init and --freeze-static only apply with --inference-free")
+            return
+        if not (self.static_lr > 0):
+            raise ReproError(f"--static-lr {self.static_lr}: give a learning rate > 0 for the static query table")
+        if self.static_init != "ones":
+            if not self.static_init.startswith("idf:") or not self.static_init[4:]:
+                raise ReproError(f"--static-init {self.static_init!r}: choose 'ones' or 'idf:FILE' "
+                                 "(a JSON object of token -> weight)")
+            if not Path(self.static_init[4:]).is_file():
+                raise ReproError("--static-init: IDF file not found", self.static_init[4:])
+        if self.lambda_q != 0:
+            import logging
+
+            logging.getLogger("repro.train").warning(
+                "--inference-free: the query regulariser weight is 0 (queries are a static table); "
+                "ignoring --lambda-q %g", self.lambda_q)
+            self.lambda_q = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -92,8 +92,9 @@ def build_loss(model, cfg: TrainConfig):
         inner = SparseMarginMSELoss(model)
     else:
         inner = SparseDistillKLDivLoss(model, temperature=cfg.kl_temperature)
+    # inference-free: lambda_q is 0 (config validation), the static query table is not regularised
     loss = SpladeLoss(model, loss=inner, document_regularizer_weight=cfg.lambda_d,
-                      query_regularizer_weight=cfg.lambda_q)
+                      query_regularizer_weight=0.0 if cfg.inference_free else cfg.lambda_q)
     if several:
         loss.document_regularizer = gathered_flops(model)
         loss.query_regularizer = gathered_flops(model)
@@ -129,13 +130,19 @@ def build_trainer(cfg: TrainConfig, work: Path):
 
     from repro.train.callbacks import DiagnosticsCallback, ExplicitRegularizerWarmup
     from repro.train.data import build_dataset
-    from repro.train.model import apply_freezing, load_sparse_encoder
+    from repro.train.model import (apply_freezing, build_inference_free, load_sparse_encoder, static_module,
+                                   static_param_pattern)
 
     if (cfg.bf16 or cfg.fp16) and not torch.cuda.is_available():
         if cfg.fp16:
             raise ReproError("--fp16 needs a CUDA GPU; on CPU train in fp32 (default) or --bf16")
     transformers.set_seed(cfg.seed)
     model = load_sparse_encoder(cfg.base_model, max_seq_length=cfg.max_length)
+    if cfg.inference_free:
+        model = build_inference_free(model, cfg.static_init, cfg.freeze_static)
+    elif static_module(model) is not None:
+        raise ReproError("the base model is inference-free (a Router with a static query table): "
+                         "pass --inference-free to continue training it", cfg.base_model)
     freeze = apply_freezing(model, cfg.freeze_encoder, cfg.freeze_embeddings)
     from repro.distributed import is_main_process, main_first, rank_and_world
 
@@ -145,6 +152,13 @@ def build_trainer(cfg: TrainConfig, work: Path):
         log.warning("skipped %d malformed line(s), e.g. %s", stats["skipped_lines"], "; ".join(stats.get("skipped_examples", [])[:2]))
     loss = build_loss(model, cfg)
     warmup = ExplicitRegularizerWarmup(loss, cfg.reg_warmup_steps)
+    routing = {}
+    if cfg.inference_free:
+        # which column goes to which Router route; the static table gets its own learning rate
+        routing["router_mapping"] = {c: ("query" if c == "query" else "document")
+                                     for c in dataset.column_names if c != "label"}
+        if not cfg.freeze_static:
+            routing["learning_rate_mapping"] = {static_param_pattern(model): cfg.static_lr}
     args = SparseEncoderTrainingArguments(
         output_dir=str(work / "checkpoints"),
         max_steps=cfg.max_steps if cfg.max_steps > 0 else -1,
@@ -170,6 +184,7 @@ def build_trainer(cfg: TrainConfig, work: Path):
         dataloader_pin_memory=torch.cuda.is_available(),
         eval_strategy="no",
         disable_tqdm=not is_main_process(),
+        **routing,
         **({"ddp_backend": "gloo", "use_cpu": True} if rank_and_world()[1] > 1 and not torch.cuda.is_available() else {}),
     )
     n = min(cfg.diagnostics_texts, len(dataset))

@@ -6,6 +6,9 @@ input word embeddings; it is ONE parameter. `--freeze-encoder` freezes the whole
 transform (dense + LayerNorm) and the decoder bias train. An untied decoder weight keeps training.
 `--freeze-embeddings` freezes the embedding layer (word, position, type, LayerNorm), and with it
 a tied decoder weight.
+
+Inference-free models (a Router with a SparseStaticEmbedding query route): the freezing flags act
+on the document route's MLM; `--freeze-static` on the query table (`build_inference_free`).
 """
 
 from __future__ import annotations
@@ -66,9 +69,88 @@ def load_sparse_encoder(name: str | Path, max_seq_length: int = 256, device: str
         ) from err
 
 
+def _router(model):
+    from sentence_transformers.base.modules import Router
+
+    first = model[0]
+    return first if isinstance(first, Router) else None
+
+
+def static_module(model):
+    """The SparseStaticEmbedding of an inference-free model's query route, or None."""
+    from sentence_transformers.sparse_encoder.modules import SparseStaticEmbedding
+
+    router = _router(model)
+    if router is None:
+        return None
+    found = [m for m in router.sub_modules["query"] if isinstance(m, SparseStaticEmbedding)] \
+        if "query" in router.sub_modules else []
+    return found[0] if found else None
+
+
+def static_param_pattern(model) -> str:
+    """A regex matching exactly the static table's parameter name(s) as the trainer sees them.
+
+    sentence-transformers' docs use ``SparseStaticEmbedding\\.*``, but the trainer matches the
+    pattern against parameter NAMES (e.g. ``model.0.sub_modules.query.0.weight``), which hold no
+    class name; in 6.2 that pattern finds nothing and the trainer stops. So the pattern is built
+    from where the module actually sits.
+    """
+    import re
+
+    static = static_module(model)
+    for name, module in model.named_modules():
+        if module is static:
+            return r"(^|\.)" + re.escape(name) + r"\."
+    raise ReproError("the model has no SparseStaticEmbedding query route")
+
+
 def mlm_model(model):
-    """The Hugging Face *ForMaskedLM inside a SparseEncoder."""
+    """The Hugging Face *ForMaskedLM inside a SparseEncoder (an inference-free Router: its document route's)."""
+    router = _router(model)
+    if router is not None:
+        return router.sub_modules["document"][0].auto_model
     return model[0].auto_model
+
+
+def build_inference_free(model, static_init: str = "ones", freeze_static: bool = False):
+    """An inference-free SparseEncoder from a loaded base model.
+
+    A plain SPLADE model ([Transformer fill-mask, SpladePooling]) becomes the document route of
+    ``Router.for_query_document`` with a new SparseStaticEmbedding query route over the same
+    tokenizer, initialised with ones or from an IDF JSON ({token: weight}; tokens not in it get 0).
+    An already inference-free model keeps its table (continued training; `static_init` unused).
+    Either way the table trains unless `freeze_static`.
+    """
+    from sentence_transformers.sparse_encoder import SparseEncoder
+    from sentence_transformers.sparse_encoder.modules import Router, SparseStaticEmbedding, SpladePooling
+
+    static = static_module(model)
+    if static is None:
+        if _router(model) is not None:
+            raise ReproError("the base model is a Router without a SparseStaticEmbedding query route; "
+                             "--inference-free starts from an MLM, a SPLADE model or an inference-free model")
+        modules = list(model)
+        if len(modules) != 2 or not isinstance(modules[1], SpladePooling):
+            raise ReproError("--inference-free needs a SPLADE base model (MLM Transformer + SpladePooling)")
+        tokenizer = modules[0].tokenizer
+        if static_init == "ones":
+            static = SparseStaticEmbedding(tokenizer=tokenizer, frozen=freeze_static)
+        else:
+            path = static_init[4:]
+            try:
+                static = SparseStaticEmbedding.from_json(path, tokenizer=tokenizer, frozen=freeze_static)
+            except (ValueError, json.JSONDecodeError, AttributeError) as err:
+                raise ReproError(f"cannot read the IDF file ({err}); expected a JSON object of token -> weight",
+                                 path) from err
+        router = Router.for_query_document(query_modules=[static], document_modules=modules)
+        model = SparseEncoder(modules=[router], similarity_fn_name="dot", prompts=model.prompts or None,
+                              device=str(model.device))
+    elif static_init != "ones":
+        log.warning("the base model is already inference-free: its query table is kept, --static-init ignored")
+    static.frozen = bool(freeze_static)
+    static.weight.requires_grad_(not freeze_static)
+    return model
 
 
 def apply_freezing(model, freeze_encoder: bool = False, freeze_embeddings: bool = False) -> dict[str, int]:
@@ -85,6 +167,13 @@ def apply_freezing(model, freeze_encoder: bool = False, freeze_embeddings: bool 
     )
     trainable = sum(p.numel() for p in hf.parameters() if p.requires_grad)
     frozen = sum(p.numel() for p in hf.parameters() if not p.requires_grad)
+    counts = {"trainable_params": trainable, "frozen_params": frozen, "decoder_tied_to_embeddings": int(tied)}
+    static = static_module(model)
+    if static is not None:
+        n = static.weight.numel()
+        counts["static_query_params"] = n
+        counts["trainable_params" if static.weight.requires_grad else "frozen_params"] += n
+        trainable = counts["trainable_params"]
     if trainable == 0:
         raise ReproError("nothing left to train: every parameter is frozen")
-    return {"trainable_params": trainable, "frozen_params": frozen, "decoder_tied_to_embeddings": int(tied)}
+    return counts

@@ -72,6 +72,10 @@ def model_card(cfg, summary: dict[str, Any], parts: dict[str, Any]) -> str:
         f"seed {cfg.seed}, max length {cfg.max_length}",
         f"- frozen: encoder={cfg.freeze_encoder}, embeddings={cfg.freeze_embeddings}; "
         f"trainable parameters {summary.get('trainable_params')}",
+        *([f"- inference-free: a Router whose query route is a SparseStaticEmbedding table "
+           f"({summary.get('static_query_params')} weights, init `{cfg.static_init}`, lr {cfg.static_lr}, "
+           f"frozen={cfg.freeze_static}) and whose document route is the MLM + SpladePooling; "
+           "query regulariser weight 0"] if cfg.inference_free else []),
         f"- seconds per step (this session): {summary.get('seconds_per_step')}",
         *( [f"- dev set: queries `{cfg.dev_queries}`, corpus `{cfg.dev_corpus}`, qrels `{cfg.dev_qrels}`"] if cfg.dev_queries else []),
         *_mining_section(cfg.data),
