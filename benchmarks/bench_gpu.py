@@ -31,12 +31,13 @@ import common  # noqa: E402
 MSMARCO_PASSAGES = 8_841_823
 
 
-def bench_encoding(model: Path, texts: list[str], device: str, dtype: str, batch_size: int, reps: int, peak: float):
+def bench_encoding(model: Path, texts: list[str], device: str, dtype: str, batch_size: int, reps: int, peak: float,
+                   precision: str = "fp32"):
     import torch
 
     from repro.encode.torch_encoder import SpladeEncoder
 
-    enc = SpladeEncoder(str(model), max_length=256, device=device, dtype=dtype)
+    enc = SpladeEncoder(str(model), max_length=256, device=device, dtype=dtype, precision=precision)
     ids, _ = enc.tokenize(texts)
     enc.encode_ids(ids[: batch_size * 2], factor=100, batch_size=batch_size)  # warm-up
     secs = []
@@ -136,6 +137,12 @@ def main(argv: list[str] | None = None) -> int:
     rows = [["encode (repro SpladeEncoder, " + dtype + ")", f"{enc['passages_per_s']:.0f} passages/s",
              f"{enc['hours_8.8M']:.2f} h for 8.8M", f"{enc['gflop_per_passage']:.1f} GFLOP/passage",
              f"{enc['achieved_tflops']:.1f} TFLOP/s = {100 * enc['fraction_of_peak']:.1f}% of {args.peak_tflops:.0f}"]]
+    # The exact mixed-precision head (fp32 encoder, bf16 screen + fp32 recomputation): same integer weights.
+    mixed = bench_encoding(model, texts, device, "float32", args.batch_size, args.reps, args.peak_tflops, precision="mixed")
+    plain = bench_encoding(model, texts, device, "float32", args.batch_size, args.reps, args.peak_tflops)
+    for label, r in (("fp32", plain), ("--precision mixed (exact)", mixed)):
+        rows.append([f"encode (repro SpladeEncoder, {label})", f"{r['passages_per_s']:.0f} passages/s",
+                     f"{r['hours_8.8M']:.2f} h for 8.8M", f"{r['gflop_per_passage']:.1f} GFLOP/passage", ""])
     train = {}
     for freeze in (False, True):
         r = bench_training(model, texts, queries, device, args.train_batch, args.train_steps, freeze,
@@ -147,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     common.publish(args, f"GPU throughput on {dev}", table)
     if args.json:
-        common.save_json(args.json, {"device": dev, "date": common.today(), "encode": enc, "train": train})
+        common.save_json(args.json, {"device": dev, "date": common.today(), "encode": enc, "encode_fp32": plain,
+                                     "encode_mixed": mixed, "train": train})
     return 0
 
 
