@@ -46,3 +46,24 @@ def tiny_mlm(_tiny_mlm_session, tmp_path) -> Path:
     dest = tmp_path / "tiny-mlm"
     shutil.copytree(_tiny_mlm_session, dest)
     return dest
+
+
+@pytest.fixture(scope="module")
+def small_collection(tmp_path_factory, _tiny_mlm_session) -> Path:
+    """A finished 30-document collection (3 shards), made once per module and copied by tests that damage it."""
+    from faultkit import make_corpus
+
+    from repro.encode.documents import encode_corpus
+
+    tmp = tmp_path_factory.mktemp("coll")
+    make_corpus(tmp / "corpus.tsv", 30)
+    encode_corpus(str(tmp / "corpus.tsv"), tmp / "coll", model=str(_tiny_mlm_session), shard_size=10, progress=False)
+    return tmp / "coll"
+
+
+@pytest.fixture
+def collection(small_collection, tmp_path) -> Path:
+    """A fresh copy of `small_collection` for one test."""
+    dest = tmp_path / "coll"
+    shutil.copytree(small_collection, dest)
+    return dest

@@ -31,24 +31,6 @@ def model(_tiny_mlm_session) -> Path:
     return _tiny_mlm_session
 
 
-@pytest.fixture(scope="module")
-def small_collection(tmp_path_factory, _tiny_mlm_session) -> Path:
-    """A finished 30-document collection (3 shards), made once and copied by tests that damage it."""
-    from repro.encode.documents import encode_corpus
-
-    tmp = tmp_path_factory.mktemp("coll")
-    make_corpus(tmp / "corpus.tsv", 30)
-    encode_corpus(str(tmp / "corpus.tsv"), tmp / "coll", model=str(_tiny_mlm_session), shard_size=10, progress=False)
-    return tmp / "coll"
-
-
-@pytest.fixture
-def collection(small_collection, tmp_path) -> Path:
-    dest = tmp_path / "coll"
-    shutil.copytree(small_collection, dest)
-    return dest
-
-
 @pytest.fixture
 def fake_index(tmp_path) -> Path:
     """An index folder with a valid manifest: enough for search to get to its own input checks."""

@@ -44,23 +44,6 @@ def checksums(root: Path, skip: tuple[Path, ...] = ()) -> dict[str, str]:
     return out
 
 
-@pytest.fixture(scope="module")
-def small_collection(tmp_path_factory, _tiny_mlm_session) -> Path:
-    from repro.encode.documents import encode_corpus
-
-    tmp = tmp_path_factory.mktemp("coll")
-    make_corpus(tmp / "corpus.tsv", 20)
-    encode_corpus(str(tmp / "corpus.tsv"), tmp / "coll", model=str(_tiny_mlm_session), shard_size=10, progress=False)
-    return tmp / "coll"
-
-
-@pytest.fixture
-def collection(small_collection, tmp_path) -> Path:
-    dest = tmp_path / "coll"
-    shutil.copytree(small_collection, dest)
-    return dest
-
-
 @pytest.fixture
 def seismic_index(collection, tmp_path, cli) -> Path:
     pytest.importorskip("seismic")
