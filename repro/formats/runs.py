@@ -27,7 +27,7 @@ import numpy as np
 
 from repro.errors import BadInputError, ReproError, short
 from repro.formats.ids import clean_id
-from repro.formats.textio import decode_strict, iter_raw_lines, open_input
+from repro.formats.textio import decode_strict, iter_blocks, iter_raw_lines, open_input
 from repro.outputs import atomic_write, check_writable
 
 RUN_COLUMNS = "qid Q0 docid rank score tag"
@@ -151,17 +151,16 @@ def _plain_bytes(path: Path) -> bool:
     Only one-byte searches here: they run at memory speed.
     """
     decoder = codecs.getincrementaldecoder("utf-8")()
-    with open_input(path) as handle:
-        while block := handle.read(_BLOCK):
-            if b"\t" in block or b"\x0b" in block or b"\x0c" in block or b"\r" in block:
+    for block in iter_blocks(path, _BLOCK):
+        if b"\t" in block or b"\x0b" in block or b"\x0c" in block or b"\r" in block:
+            return False
+        if b"\x1c" in block or b"\x1d" in block or b"\x1e" in block or b"\x1f" in block:
+            return False  # str.isspace() characters that bytes.split() keeps inside a field
+        if not block.isascii():
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError:
                 return False
-            if b"\x1c" in block or b"\x1d" in block or b"\x1e" in block or b"\x1f" in block:
-                return False  # str.isspace() characters that bytes.split() keeps inside a field
-            if not block.isascii():
-                try:
-                    decoder.decode(block)
-                except UnicodeDecodeError:
-                    return False
     try:
         decoder.decode(b"", final=True)
     except UnicodeDecodeError:

@@ -116,6 +116,17 @@ def open_input(path: str | Path) -> BinaryIO:
     return handle
 
 
+def iter_blocks(path: str | Path, size: int) -> Iterator[bytes]:
+    """The (decompressed) bytes of an input in blocks of ``size``; a damaged file is one error naming it."""
+    path = Path(path)
+    with open_input(path) as handle:
+        try:
+            while block := handle.read(size):
+                yield block
+        except (OSError, EOFError, gzip.BadGzipFile) as err:
+            raise ReproError(f"cannot read: {err}", path) from err
+
+
 def head_text(path: str | Path, size: int = 1024) -> str:
     """The first ``size`` bytes of an input as text (decompressed, BOM dropped), to sniff its format."""
     path = Path(path)
