@@ -149,7 +149,7 @@ def _check_tables(text: str, script: str) -> None:
         for row in rows:
             assert row.count("|") == width, (script, header, row)
             cells = [c.strip() for c in row.strip("|").split("|")]
-            assert any(re.fullmatch(r"[-+]?\d[\d,]*(\.\d+)?( ?(x|%|ms|s|MiB|GB|q/s))?(\s*\(.*\))?", c) for c in cells), (script, row)
+            assert any(re.match(r"[-+]?\d[\d,]*(\.\d+)?(\b|x|%)", c) for c in cells[1:]), (script, row)
 
 
 @pytest.mark.slow

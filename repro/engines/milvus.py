@@ -126,7 +126,7 @@ def connect(uri: str, *, local: bool | None = None, db_name: str = "default", to
         # address for the whole process, and a later Milvus Lite server on a reused port would inherit it.
         if local:
             Path(uri).parent.mkdir(parents=True, exist_ok=True)
-            return MilvusClient(uri, dedicated=True)
+            return _open_lite(MilvusClient, uri)
         return MilvusClient(uri=uri, token=token, db_name=db_name, timeout=timeout, dedicated=True)
     except Exception as err:  # pymilvus raises MilvusException, ConnectionConfigException, ValueError
         if local:
@@ -134,6 +134,22 @@ def connect(uri: str, *, local: bool | None = None, db_name: str = "default", to
                              where or uri) from err
         raise ReproError(f"cannot reach Milvus at {uri} (database {db_name!r}) within {timeout:g}s: {_reason(err)}",
                          where) from err
+
+
+def _open_lite(client_class, uri: str, attempts: int = 3):
+    """Open a Milvus Lite database. Its in-process gRPC server can drop the very first connection on a
+    loaded machine ("too_many_pings" GOAWAY): that one case is retried twice; a database held by
+    another process fails at once, as before."""
+    import time
+
+    for attempt in range(attempts):
+        try:
+            return client_class(uri, dedicated=True)
+        except Exception as err:
+            if attempt == attempts - 1 or "Fail connecting to server" not in str(err):
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def release(uri: str) -> None:
