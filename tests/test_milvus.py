@@ -122,7 +122,7 @@ def test_query_command_equals_lucene(built):
     assert results("mil") == results("idx") and len(results("mil")) == 35
 
 
-@pytest.mark.parametrize("hook, mark", [("3", 48), pytest.param("3:before", 32, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("hook, mark", [pytest.param("3", 48, marks=pytest.mark.slow), pytest.param("3:before", 32, marks=pytest.mark.slow)])
 def test_kill_during_indexing_then_rerun(built, tmp_path, hook, mark):
     """SIGKILL after the 3rd acknowledged batch (or between its upsert and its mark); the rerun resumes."""
     coll = built["tmp"] / "coll"

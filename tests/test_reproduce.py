@@ -187,6 +187,7 @@ def test_changed_input_redoes_downstream(tmp_path, splade_tiny):
     assert [s.status.split()[0] for s in again.steps] == ["skipped", "skipped", "done", "done", "done"]
 
 
+@pytest.mark.slow
 def test_deleted_output_is_redone(tmp_path, splade_tiny):
     _, bm25 = _mini_presets(tmp_path)
     kw = dict(workdir=tmp_path / "w", runs_dir=tmp_path / "runs", echo=lambda s: None)

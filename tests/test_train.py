@@ -234,6 +234,7 @@ def test_jsonl_scores_and_errors(tiny_mlm, tmp_path):
     assert ds[0]["label"] == [9.0, 3.0, 1.0]
 
 
+@pytest.mark.slow
 def test_margin_mse_and_kl_train(tiny_mlm, tmp_path):
     from repro.train.loop import run_training
 
