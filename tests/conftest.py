@@ -67,3 +67,17 @@ def collection(small_collection, tmp_path) -> Path:
     dest = tmp_path / "coll"
     shutil.copytree(small_collection, dest)
     return dest
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run `repro ARGS...` through the real entry point in this process (faultkit.repro_main)."""
+    from faultkit import repro_main
+
+    return lambda *args: repro_main(capsys, *args)
+
+
+@pytest.fixture
+def model(_tiny_mlm_session) -> Path:
+    """The tiny random MLM, shared read-only by tests that only encode with it."""
+    return _tiny_mlm_session

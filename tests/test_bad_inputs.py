@@ -17,18 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from faultkit import (BAD, assert_nothing_left, assert_user_error, make_corpus, remount, repro_cmd, repro_main,
+from faultkit import (BAD, assert_nothing_left, assert_user_error, make_corpus, remount, repro_cmd,
                       subprocess_env, tmpfs)
-
-
-@pytest.fixture
-def cli(capsys):
-    return lambda *args: repro_main(capsys, *args)
-
-
-@pytest.fixture
-def model(_tiny_mlm_session) -> Path:
-    return _tiny_mlm_session
 
 
 @pytest.fixture

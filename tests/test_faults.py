@@ -18,12 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from faultkit import (collection_ids, make_corpus, repro_cmd, repro_main, shard_bytes, subprocess_env, temp_files)
-
-
-@pytest.fixture
-def cli(capsys):
-    return lambda *args: repro_main(capsys, *args)
+from faultkit import (collection_ids, make_corpus, repro_cmd, shard_bytes, subprocess_env, temp_files)
 
 
 def encode_args(corpus: Path, model: Path, out: Path, shard_size: int = 5, batch_size: int = 4) -> list[str]:

@@ -19,20 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from faultkit import assert_user_error, make_corpus, repro_cmd, repro_main, subprocess_env
+from faultkit import assert_user_error, make_corpus, repro_cmd, subprocess_env
 
 ROOT = Path(__file__).resolve().parent.parent
 BOM = b"\xef\xbb\xbf"
-
-
-@pytest.fixture
-def cli(capsys):
-    return lambda *args: repro_main(capsys, *args)
-
-
-@pytest.fixture
-def model(_tiny_mlm_session) -> Path:
-    return _tiny_mlm_session
 
 
 def checksums(root: Path, skip: tuple[Path, ...] = ()) -> dict[str, str]:
