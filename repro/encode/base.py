@@ -17,8 +17,6 @@ from repro import defaults
 
 log = logging.getLogger(__name__)
 
-DEFAULT_FACTOR = defaults.DOC_FACTOR  # naver/splade and Anserini's SPLADE++ regressions quantize weights x100
-
 
 @dataclass
 class EncodeCounts:
@@ -138,7 +136,7 @@ class EncoderBase:
                 out[chunk[r]][self.vocab[c]] = v
         return out
 
-    def encode(self, texts: Sequence[str], factor: float = DEFAULT_FACTOR, batch_size: int = defaults.BATCH_SIZE) -> list[dict[str, int]]:
+    def encode(self, texts: Sequence[str], factor: float = defaults.DOC_FACTOR, batch_size: int = defaults.BATCH_SIZE) -> list[dict[str, int]]:
         """Tokenize and encode texts; counts empties, truncations and all-zero vectors."""
         ids, truncated = self.tokenize(texts)
         vectors = self.encode_ids(ids, factor, batch_size)
