@@ -74,13 +74,14 @@ def compare(ours: list[dict[str, int]], theirs: list[dict[int, int]], vocab: lis
 
 
 def bench_model(name: str, path: Path, texts: list[str], *, max_length: int, batch_size: int, reps: int,
-                threads: int, bf16: bool) -> dict:
+                threads: int, bf16: bool, chunks: list[int] | None = None) -> dict:
     import torch
 
     from repro.encode.torch_encoder import SpladeEncoder
 
     torch.set_num_threads(threads)
-    ours = SpladeEncoder(str(path), max_length=max_length, device="cpu", threads=threads)
+    ours = SpladeEncoder(str(path), max_length=max_length, device="cpu", threads=threads, precision="fp32")
+    mixed = SpladeEncoder(str(path), max_length=max_length, device="cpu", threads=threads, precision="mixed")
     ours_bf16 = SpladeEncoder(str(path), max_length=max_length, device="cpu", threads=threads, dtype="bfloat16") if bf16 else None
     st = build_st(path, max_length)
     special = set(ours.special_ids)
@@ -90,10 +91,22 @@ def bench_model(name: str, path: Path, texts: list[str], *, max_length: int, bat
     v_ours = ours.encode(texts, batch_size=batch_size)
     v_st = st_vectors(st, texts, batch_size)
     check = compare(v_ours, v_st, ours.vocab, special)
+    v_mixed = mixed.encode(texts, batch_size=batch_size)
+    mixed_check = compare(v_mixed, [_ids(ours, v) for v in v_ours], ours.vocab, set())
     candidates = {
         "sentence-transformers encode_document": lambda: st_vectors(st, texts, batch_size),
         "repro SpladeEncoder fp32": lambda: ours.encode(texts, batch_size=batch_size),
+        "repro SpladeEncoder mixed (bf16 screen + exact fp32)": lambda: mixed.encode(texts, batch_size=batch_size),
     }
+    for chunk in chunks or []:  # other logits chunk sizes (SpladeEncoder.CHUNK_TOKENS), same encoders
+        for label, enc in (("fp32", ours), ("mixed", mixed)):
+            def run(enc=enc, chunk=chunk):
+                default, enc.CHUNK_TOKENS = enc.CHUNK_TOKENS, chunk
+                try:
+                    return enc.encode(texts, batch_size=batch_size)
+                finally:
+                    enc.CHUNK_TOKENS = default
+            candidates[f"repro SpladeEncoder {label}, logits chunk {chunk} tokens"] = run
     if ours.encoder is not None:
         candidates["(floor) transformer encoder forward alone, fp32"] = lambda: encoder_only(ours, texts, batch_size)
     bf16_check = None
@@ -112,7 +125,7 @@ def bench_model(name: str, path: Path, texts: list[str], *, max_length: int, bat
     rows = []
     for label, ts in times.items():
         med = common.median(ts)
-        dtype = "bfloat16" if "bf16" in label else "float32"
+        dtype = "bfloat16" if "bf16 autocast" in label else "float32"
         if label.startswith("(floor)"):
             rows.append({"model": name, "method": label, "median_s": med, "docs_per_s": n / med, "speedup": base / med,
                          "reps": len(ts), "gflops": float("nan"), "of_gemm_roof": float("nan")})
@@ -120,6 +133,7 @@ def bench_model(name: str, path: Path, texts: list[str], *, max_length: int, bat
         rows.append({"model": name, "method": label, "median_s": med, "docs_per_s": n / med, "speedup": base / med,
                      "reps": len(ts), "gflops": flops * n / med / 1e9, "of_gemm_roof": flops * n / med / roof[dtype]})
     return {"model": name, "texts": n, "rows": rows, "st_equality": check, "bf16_vs_fp32": bf16_check,
+            "mixed_vs_fp32": mixed_check, "chunk_tokens": ours.CHUNK_TOKENS,
             "gflop_per_text": flops / 1e9, "gemm_roof_gflops": {k: v / 1e9 for k, v in roof.items()}}
 
 
@@ -164,15 +178,74 @@ with open(sys.argv[3], "w", encoding="utf-8") as out:
 """
 
 
+_PHASES_PROCESS = """
+import json, sys, time
+t = [time.perf_counter()]
+from repro.encode.torch_encoder import SpladeEncoder
+from repro.formats.collection import record_line
+from repro.formats.corpus import iter_docs
+from repro.manifest import sha256_file
+import torch
+from transformers import AutoModelForMaskedLM, AutoTokenizer
+t.append(time.perf_counter())
+model, corpus, out, threads, max_length, batch, precision = sys.argv[1:8]
+enc = SpladeEncoder(model, max_length=int(max_length), device="cpu", threads=int(threads), precision=precision)
+t.append(time.perf_counter())
+docs = list(iter_docs(corpus))
+t.append(time.perf_counter())
+ids, _ = enc.tokenize([d.text for d in docs])
+t.append(time.perf_counter())
+vectors = enc.encode_ids(ids, 100.0, int(batch))
+t.append(time.perf_counter())
+with open(out, "w", encoding="utf-8") as handle:
+    for d, v in zip(docs, vectors):
+        handle.write(record_line(d.id, d.text, v) + "\\n")
+t.append(time.perf_counter())
+sha256_file(out)
+t.append(time.perf_counter())
+names = ["imports (repro, torch, transformers)", "model load", "corpus read", "tokenization",
+         "model (encoder + head + quantization)", "JSON lines written", "shard hashing (sha256)"]
+print(json.dumps({n: b - a for n, a, b in zip(names, t, t[1:])}))
+"""
+
+
+def _compare_outputs(collection: Path, st_file: Path, model: Path) -> dict[str, int]:
+    """Weights of `repro encode`'s collection vs the ST process's vectors (specials dropped from ST's)."""
+    import json
+
+    from transformers import AutoTokenizer
+
+    from repro.formats.collection import iter_vectors
+
+    special = set(AutoTokenizer.from_pretrained(str(model)).all_special_tokens)
+    ours = dict(iter_vectors(collection))
+    theirs = {}
+    for line in st_file.read_text(encoding="utf-8").splitlines():
+        record = json.loads(line)
+        theirs[record["id"]] = {t: w for t, w in record["vector"].items() if t not in special}
+    differ = total = worst = 0
+    for doc_id in theirs:
+        a, b = ours.get(doc_id, {}), theirs[doc_id]
+        for tok in set(a) | set(b):
+            total += 1
+            d = abs(a.get(tok, 0) - b.get(tok, 0))
+            differ += d > 0
+            worst = max(worst, d)
+    return {"documents": len(theirs), "weights": total, "differ": differ, "max_abs_diff": worst,
+            "missing_documents": len(set(theirs) - set(ours))}
+
+
 def whole_process(args) -> int:
     """`repro encode` vs a sentence-transformers process on the same passages: wall time and peak RSS."""
     import json
+    import os
     import shutil
     import statistics
     import subprocess
     import time
 
-    model = common.tiny_model(args.work) if args.model is None else Path(args.model)
+    model = (common.tiny_model(args.work) if args.model is None else
+             common.bert_base_splade(args.work) if args.model == "base" else Path(args.model))
     work = Path(args.work) / "whole-process"
     work.mkdir(parents=True, exist_ok=True)
     corpus = work / "corpus.tsv"
@@ -190,7 +263,8 @@ def whole_process(args) -> int:
             shutil.rmtree(out, ignore_errors=True)
             if name == "repro encode":
                 cmd = [str(repro_bin), "encode", str(corpus), "-m", str(model), "-o", str(out), "--max-length",
-                       str(args.max_length), "--batch-size", str(args.batch_size), "--threads", str(args.threads), "-q"]
+                       str(args.max_length), "--batch-size", str(args.batch_size), "--threads", str(args.threads), "-q",
+                       "--precision", args.precision]
             else:
                 cmd = [sys.executable, "-c", _ST_PROCESS, str(model), str(corpus), str(out), str(args.threads),
                        str(args.max_length), str(args.batch_size)]
@@ -202,6 +276,15 @@ def whole_process(args) -> int:
                 print(proc.stderr[-2000:], file=sys.stderr)
                 return 1
             runs[name].append((seconds, peak.children_mib))
+    check = _compare_outputs(work / "out-repro", work / "out-sentence-transformers", model)
+    phases_out = work / "phases.jsonl"
+    phases = subprocess.run([sys.executable, "-c", _PHASES_PROCESS, str(model), str(corpus), str(phases_out),
+                             str(args.threads), str(args.max_length), str(args.batch_size), args.precision],
+                            capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+    if phases.returncode != 0:
+        print(phases.stderr[-2000:], file=sys.stderr)
+        return 1
+    phase_times = json.loads(phases.stdout.strip().splitlines()[-1])
     base = statistics.median(s for s, _ in runs["sentence-transformers"])
     base_mem = statistics.median(m for _, m in runs["sentence-transformers"])
     rows = []
@@ -212,9 +295,20 @@ def whole_process(args) -> int:
                      f"{mem / base_mem:.2f}x"])
     table = common.markdown_table(["process", "wall s (median)", "docs/s", "speed vs ST", "peak RSS MiB",
                                    "memory vs ST"], rows)
-    print(table)
-    common.publish(args, f"Whole-process encoding, {args.texts} real MS MARCO passages ({model.name})", table)
-    return 0
+    phase_total = sum(phase_times.values())
+    phase_rows = [[name, sec, f"{100 * sec / phase_total:.1f}%"] for name, sec in phase_times.items()]
+    phase_rows.append(["all phases", phase_total, "100%"])
+    phase_table = common.markdown_table(["phase of `repro encode` (one fresh process, the same functions, run "
+                                         "once after the timed runs)", "s", "share"], phase_rows)
+    note = (f"Vectors: {check['differ']} of {check['weights']} integer weights differ between the two outputs "
+            f"(max |diff| {check['max_abs_diff']}; {check['documents']} documents, {check['missing_documents']} "
+            f"missing; special tokens dropped from sentence-transformers' output). `repro encode` ran with "
+            f"--precision {args.precision}; threads {args.threads}, max length {args.max_length}, batch {args.batch_size}, "
+            f"{args.reps} interleaved repetitions.")
+    print(table + "\n\n" + phase_table + "\n\n" + note)
+    common.publish(args, f"Whole-process encoding, {args.texts} real MS MARCO passages ({model.name})",
+                   table + "\n\n" + phase_table + "\n\n" + note)
+    return 0 if not check["missing_documents"] else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -226,9 +320,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-bf16", action="store_true")
+    parser.add_argument("--chunk-tokens", type=int, nargs="*", default=[],
+                        help="also time fp32 and mixed with these logits chunk sizes (rows per tokens x vocab product)")
     parser.add_argument("--whole-process", action="store_true", help="time `repro encode` vs an ST process (see above)")
     parser.add_argument("--passages", type=Path, default=None, help="JSONL passages for --whole-process")
-    parser.add_argument("--model", default=None, help="model folder for --whole-process (default: splade-tiny)")
+    parser.add_argument("--model", default=None, help="model folder for --whole-process (default: splade-tiny; "
+                        "'base': the BERT-base-sized one)")
+    parser.add_argument("--precision", default="fp32", help="--whole-process: repro encode's --precision")
     common.add_run_options(parser)
     args = parser.parse_args(argv)
     if args.whole_process:
@@ -249,12 +347,12 @@ def main(argv: list[str] | None = None) -> int:
           f"p10 {lengths['p10']}, p90 {lengths['p90']}, max {lengths['max']})")
     results = [bench_model("splade-tiny" if tiny == common.SPLADE_TINY else "tiny (random)", tiny, texts[: args.texts],
                            max_length=args.max_length, batch_size=args.batch_size, reps=args.reps,
-                           threads=args.threads, bf16=not args.no_bf16)]
+                           threads=args.threads, bf16=not args.no_bf16, chunks=args.chunk_tokens)]
     if args.base_texts:
         base = common.bert_base_splade(args.work)
         results.append(bench_model("BERT-base-sized (random)", base, texts[: args.base_texts], max_length=args.max_length,
                                    batch_size=args.batch_size, reps=args.reps, threads=args.threads,
-                                   bf16=not args.no_bf16))
+                                   bf16=not args.no_bf16, chunks=args.chunk_tokens))
     rows = [[r["model"], r["method"], r["median_s"], r["docs_per_s"], r["speedup"], r["gflops"],
              f"{100 * r['of_gemm_roof']:.0f}%"] for res in results for r in res["rows"]]
     table = common.markdown_table(["model", "method", "median s", "docs/s", "vs ST", "GFLOP/s", "of GEMM roof"], rows)
@@ -267,6 +365,9 @@ def main(argv: list[str] | None = None) -> int:
         eq = res["st_equality"]
         notes.append(f"{res['model']}: vs sentence-transformers (x100 ints, specials dropped): {eq['differ']} of "
                      f"{eq['weights']} weights differ (max |diff| {eq['max_abs_diff']})")
+        mx = res["mixed_vs_fp32"]
+        notes.append(f"{res['model']}: mixed vs fp32 (ours): {mx['differ']} of {mx['weights']} weights differ "
+                     f"(max |diff| {mx['max_abs_diff']}); logits chunk {res['chunk_tokens']} tokens")
         if res["bf16_vs_fp32"]:
             bf = res["bf16_vs_fp32"]
             notes.append(f"{res['model']}: bf16 vs fp32: {bf['differ']} of {bf['weights']} weights differ "

@@ -6,13 +6,17 @@ second run only searches (build numbers come from the cached build record). All 
 measured in the same run on the same vectors and queries. Recall@10 is against the exact top-10
 (Lucene's, tie rule applied). Milvus runs embedded (Milvus Lite, in this process, exhaustive
 search) up to --milvus-lite-max documents, or on a server with --milvus-uri (then also with
-approximate drop_ratio_search values, their recall measured).
+approximate drop_ratio_search values, their recall measured). Without a cluster,
+benchmarks/milvus_server.py serves the C++ Milvus engine from this machine; with its record
+(--milvus-server-info) the server process's own build peak, serving memory and disk are measured.
 
     .venv/bin/python benchmarks/bench_scale.py --docs 10000 100000
     .venv/bin/python benchmarks/bench_scale.py --docs 1000000       # ~25 min Lucene build here
     .venv/bin/python benchmarks/bench_scale.py --smoke
     .venv/bin/python benchmarks/bench_scale.py --docs 10000 --no-milvus   # Lucene and Seismic only
     .venv/bin/python benchmarks/bench_scale.py --docs 1000000 --milvus-uri http://host:19530
+    .venv/bin/python benchmarks/bench_scale.py --docs 10000 100000 1000000 --milvus-uri http://127.0.0.1:19530 \
+        --milvus-server-info /tmp/milvus-server/server.json       # after benchmarks/milvus_server.py
 """
 
 from __future__ import annotations
@@ -34,30 +38,68 @@ def rss_mib() -> float:
     return psutil.Process().memory_info().rss / 2**20
 
 
-def build_milvus(collection: Path, folder: Path, uri: str | None = None) -> dict:
+def server_rss_mib(server: dict | None) -> float | None:
+    """The RSS of a local server process (benchmarks/milvus_server.py's record), else None."""
+    if not server:
+        return None
+    import psutil
+
+    return psutil.Process(server["pid"]).memory_info().rss / 2**20
+
+
+def _on_server(folder: Path, uri: str) -> bool:
+    """Whether the server still holds the collection a cached build record describes."""
+    from pymilvus import MilvusClient
+
+    client = MilvusClient(uri=uri, timeout=60)
+    try:
+        return client.has_collection(json.loads((folder / "milvus.json").read_text())["collection"])
+    finally:
+        client.close()
+
+
+def build_milvus(collection: Path, folder: Path, uri: str | None = None, server: dict | None = None) -> dict:
     """A Milvus index of the collection (cached): Milvus Lite here, or on the server at ``uri``.
 
-    Build time, and this process's peak RSS (for a server: the client's only)."""
+    Build time and this process's peak RSS; for a local server (``server``: milvus_server.py's
+    record) also the server process's peak RSS and the bytes its database grew by."""
     from repro.engines import milvus
     from repro.formats.collection import SHARDS, iter_vectors
 
     record = folder.parent / (folder.name + ".build.json")
-    if (folder / milvus.INFO_FILE).exists() and record.exists():
+    if (folder / milvus.INFO_FILE).exists() and record.exists() and (not uri or _on_server(folder, uri)):
         return json.loads(record.read_text())
     import shutil
 
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     before = rss_mib()
+    disk_before = common.dir_bytes(Path(server["db"])) if server else 0
+    server_before = server_rss_mib(server)
     start = time.perf_counter()
-    with common.PeakWatcher() as peak:
+    with common.PeakWatcher() as peak, common.PeakWatcher(server["pid"] if server else None) as server_peak:
         settings = {"uri": uri, "collection_name": f"repro_bench_{folder.parent.name.replace('-', '_')}"} if uri else {}
         facts = milvus.build(collection / SHARDS, folder, threads=2, settings=settings, vectors=iter_vectors(collection),
                              target=folder, force=True)
     info = {"seconds": time.perf_counter() - start, "bytes": common.dir_bytes(folder), "peak_rss_mib": peak.self_mib,
             "rss_before_mib": before, "documents": facts["documents"]}
+    if server:  # the engine's own numbers: the folder holds only the manifest
+        info.update(bytes=common.dir_bytes(Path(server["db"])) - disk_before, peak_rss_mib=server_peak.self_mib,
+                    client_peak_rss_mib=peak.self_mib, server_rss_before_mib=server_before, engine=server["engine"])
     common.save_json(record, info)
     return info
+
+
+def release_all(uri: str) -> None:
+    """Release every loaded collection of the server, so its RSS is measured without them."""
+    from pymilvus import MilvusClient
+
+    client = MilvusClient(uri=uri, timeout=600)
+    try:
+        for name in client.list_collections():
+            client.release_collection(name)
+    finally:
+        client.close()
 
 
 def latencies(retrievers: dict, vectors: list, reps: int) -> dict[str, list[float]]:
@@ -94,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="measure a Milvus server (e.g. http://host:19530; token from $MILVUS_TOKEN) instead of Milvus Lite")
     parser.add_argument("--milvus-drop", type=float, nargs="*", default=[0.1, 0.3],
                         help="with --milvus-uri: also search with these drop_ratio_search values (approximate)")
+    parser.add_argument("--milvus-server-info", type=Path, default=None,
+                        help="with --milvus-uri of a local server: benchmarks/milvus_server.py's server.json, to "
+                             "measure the server process's memory and disk")
     parser.add_argument("--milvus-lite-max", type=int, default=200_000,
                         help="largest collection to load into Milvus Lite (about 39 KB of RAM per document)")
     common.add_run_options(parser)
@@ -105,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     from repro.errors import ReproError
     from repro.formats.anserini_queries import query_line
 
+    server = json.loads(args.milvus_server_info.read_text()) if args.milvus_server_info else None
+    if server and not args.milvus_uri:
+        parser.error("--milvus-server-info needs --milvus-uri")
     synth = common.SyntheticSplade()
     rows = []
     print(f"machine: {common.machine()}")
@@ -119,7 +167,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"{docs * 39e3 / 2**30:.0f} GiB of RAM); give --milvus-uri to measure a server", file=sys.stderr)
         if use_milvus:
             milvus_dir = idx["lucene"].parent / ("milvus-server" if args.milvus_uri else "milvus")
-            builds["milvus"] = build_milvus(idx["lucene"].parent / "collection", milvus_dir, args.milvus_uri)
+            builds["milvus"] = build_milvus(idx["lucene"].parent / "collection", milvus_dir, args.milvus_uri, server)
+            if server:  # serving memory is measured from a server holding no loaded collection
+                release_all(args.milvus_uri)
         vectors = [synth.query_vector(j, docs) for j in range(args.queries)]
         lines = {f"q{j}": query_line(f"q{j}", v).partition("\t")[2] for j, v in enumerate(vectors)}
         batch_qps = {}
@@ -137,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         if use_milvus:
             from repro.engines.milvus import MilvusSearcher
 
+            server_base = server_rss_mib(server)
             searchers["milvus"] = MilvusSearcher(milvus_dir)
             for drop in (args.milvus_drop if args.milvus_uri else []):
                 approximate = MilvusSearcher(milvus_dir, drop_ratio_search=drop)
@@ -149,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
                 searchers[f"milvus drop {drop:g}"] = approximate
                 builds[f"milvus drop {drop:g}"] = {"seconds": "-", "bytes": None}
             searchers["milvus"].search(vectors[0], args.hits)  # Milvus Lite builds its postings on first search
-            serving["milvus"] = rss_mib() - base
+            serving["milvus"] = rss_mib() - base if not server else server_rss_mib(server) - server_base
             start = time.perf_counter()
             searchers["milvus"].search_many({f"q{j}": v for j, v in enumerate(vectors)}, args.hits)
             batch_qps["milvus"] = len(vectors) / (time.perf_counter() - start)
@@ -163,12 +214,16 @@ def main(argv: list[str] | None = None) -> int:
         for name, searcher in searchers.items():
             if name != "seismic":
                 searcher.close()
+        if server:
+            release_all(args.milvus_uri)
         labels = {"lucene": "Lucene (Anserini impact)", "seismic": "Seismic (default settings)",
-                  "milvus": "Milvus server (exact)" if args.milvus_uri else "Milvus Lite (embedded, exact)"}
+                  "milvus": (f"Milvus server (exact{', local ' + server['engine'].split(' (')[0] if server else ''})"
+                             if args.milvus_uri else "Milvus Lite (embedded, exact)")}
         for name in searchers:
             b = builds[name]
             size = b["bytes"]  # a server's index size is not visible from here (the folder holds only the manifest)
-            client_side = args.milvus_uri and name.startswith("milvus")  # this process is only the client
+            # this process is only the client; a local server's own numbers are measured (its record)
+            client_side = bool(args.milvus_uri) and name.startswith("milvus") and not (server and name == "milvus")
             if client_side:
                 size = None
             ms = [1000 * t for t in times[name]]

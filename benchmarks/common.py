@@ -400,11 +400,13 @@ def build_lucene_index(collection: Path, index: Path, threads: int = 2, memory: 
 
 
 class PeakWatcher:
-    """Polls (every 0.1 s) the RSS of this process and, separately, of all its child processes."""
+    """Polls (every 0.1 s) the RSS of this process (or of process ``pid``, e.g. a local server) and,
+    separately, of all its child processes."""
 
-    def __init__(self) -> None:
+    def __init__(self, pid: int | None = None) -> None:
         import threading
 
+        self.pid = pid
         self.self_mib = self.children_mib = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -412,7 +414,7 @@ class PeakWatcher:
     def _run(self) -> None:
         import psutil
 
-        me = psutil.Process()
+        me = psutil.Process(self.pid)
         while True:
             try:
                 kids = sum(c.memory_info().rss for c in me.children(recursive=True))
@@ -462,4 +464,8 @@ def gemm_ceiling(dtype: str = "float32", threads: int = 2, reps: int = 7) -> flo
 
 
 def dir_bytes(path: Path) -> int:
-    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+    """Bytes of the files under a folder (a file: its size; missing: 0)."""
+    path = Path(path)
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())

@@ -147,3 +147,26 @@ def test_one_fingerprint_for_onnx_cache_and_plan(tiny_mlm, tmp_path, monkeypatch
     (tiny_mlm / "sub").mkdir()
     (tiny_mlm / "sub" / "config.json").write_text("{}")  # a sub-folder file counts (SparseEncoder modules)
     assert model_io.fingerprint(tiny_mlm) != before and _model_key(source, "query", 64) != key
+
+
+@pytest.mark.parametrize("special,max_length", [(True, 256), (True, 16), (False, 64), (False, 5)])
+def test_tokenize_equals_the_tokenizers_own_call(splade_tiny, shared_data, special, max_length):
+    """repro's one tokenization (the Rust tokenizer directly) gives transformers' __call__ ids and
+    truncation flags on real queries and passages, with and without specials, a prompt, and texts
+    that are empty, whitespace, accented or longer than the limit."""
+    from transformers import AutoTokenizer
+
+    from repro.encode.base import tokenize
+    from repro.formats.corpus import iter_docs
+
+    tok = AutoTokenizer.from_pretrained(str(splade_tiny))
+    topics = shared_data / "msmarco-passage" / "topics.msmarco-passage.dev-subset.txt"
+    texts = [line.split("\t", 1)[1] for line in topics.read_text(encoding="utf-8").splitlines()[:300]]
+    texts += [d.text for d in iter_docs(shared_data / "msmarco-passage-dl20-pool" / "corpus.jsonl")][:200]
+    texts += ["", "   ", "Café naïve résumé", "x " * 600, "[CLS] [SEP] [MASK]", "tab\tnew\nline"]
+    for prompt in ("", "query: "):
+        ids, truncated = tokenize(tok, texts, max_length, special=special, prompt=prompt)
+        want = tok([prompt + t for t in texts], truncation=True, max_length=max_length, add_special_tokens=special)
+        assert ids == want["input_ids"]
+        assert truncated == [len(e.overflowing) > 0 for e in want.encodings]
+        assert any(truncated) and not all(truncated)

@@ -89,11 +89,45 @@ def test_encode_precision_mixed_writes_the_same_collection(tmp_path, splade_tiny
     lines = (shared_data / "msmarco-passage-dl20-pool" / "corpus.jsonl").read_text(encoding="utf-8").splitlines()[:60]
     corpus = tmp_path / "c.jsonl"
     corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    for name, extra in (("fp32", []), ("mixed", ["--precision", "mixed"])):
+    for name, extra in (("fp32", ["--precision", "fp32"]), ("mixed", ["--precision", "mixed"])):
         result = CliRunner().invoke(cli, ["encode", str(corpus), "-m", str(splade_tiny), "-o", str(tmp_path / name),
                                           "--max-length", "256", "-q", *extra])
         assert result.exit_code == 0, result.output
+    for name in ("fp32", "mixed"):  # the head each collection was made with is on record
+        assert json.loads((tmp_path / name / "manifest.json").read_text())["head_precision"] == [name]
     plain, mixed = dict(iter_vectors(tmp_path / "fp32")), dict(iter_vectors(tmp_path / "mixed"))
     assert plain.keys() == mixed.keys()
     flips = sum(abs(plain[d].get(t, 0) - mixed[d].get(t, 0)) for d in plain for t in set(plain[d]) | set(mixed[d]))
     assert flips <= 1 and sum(len(v) for v in plain.values()) > 5000
+
+
+def test_precision_names_and_shapes_the_screen_does_not_cover(splade_tiny):
+    """fp32 is the default; an unknown name is one line; shapes the screen does not cover run the plain head."""
+    from repro.encode.mixed_head import check_precision
+    from repro.encode.torch_encoder import SpladeEncoder
+    from repro.errors import ReproError
+
+    with pytest.raises(ReproError, match="unknown precision 'bf16'"):
+        check_precision("bf16")
+    assert SpladeEncoder(str(splade_tiny), device="cpu").precision == "fp32"
+    assert SpladeEncoder(str(splade_tiny), device="cpu", precision="mixed").precision == "mixed"
+    assert SpladeEncoder(str(splade_tiny), device="cpu", dtype="bfloat16", precision="mixed").precision == "fp32"
+
+
+def test_encode_queries_precision_mixed_gives_the_same_query_file(tmp_path, splade_tiny, shared_data):
+    """The query side takes --precision too: 200 real MS MARCO dev queries, the same Anserini query lines."""
+    from click.testing import CliRunner
+
+    from repro.cli import cli
+
+    lines = (shared_data / "msmarco-passage" / "topics.msmarco-passage.dev-subset.txt").read_text(encoding="utf-8")
+    topics = tmp_path / "topics.tsv"
+    topics.write_text("\n".join(lines.splitlines()[:200]) + "\n", encoding="utf-8")
+    for name in ("fp32", "mixed"):
+        result = CliRunner().invoke(cli, ["encode", str(topics), "--queries", "-m", str(splade_tiny), "-o",
+                                          str(tmp_path / f"{name}.tsv"), "--precision", name])
+        assert result.exit_code == 0, result.output
+        manifest = json.loads((tmp_path / f"{name}.tsv.manifest.json").read_text())
+        assert manifest["head_precision"] == name
+    plain = (tmp_path / "fp32.tsv").read_text().splitlines()
+    assert len(plain) == 200 and plain == (tmp_path / "mixed.tsv").read_text().splitlines()

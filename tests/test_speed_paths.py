@@ -119,12 +119,13 @@ def test_seismic_exhaustive_is_exact(small_index):
         assert seis.search(vec, 10) == lucene.search(vec, 10)
 
 
-def _smoke(script: str, tmp_path: Path, timeout: int = 900) -> None:
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--smoke", "--work", str(tmp_path)],
+def _smoke(script: str, tmp_path: Path, *extra: str, timeout: int = 900) -> str:
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--smoke", "--work", str(tmp_path), *extra],
                           capture_output=True, text=True, timeout=timeout, cwd=ROOT,
                           env={**__import__("os").environ, "REPRO_CACHE": str(tmp_path / "cache")})
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     _check_tables(proc.stdout, script)
+    return proc.stdout
 
 
 def _check_tables(text: str, script: str) -> None:
@@ -157,6 +158,18 @@ def test_bench_encode_smoke(tmp_path):
     if importlib.util.find_spec("sentence_transformers") is None:
         pytest.skip("sentence-transformers not installed")
     _smoke("bench_encode.py", tmp_path)
+
+
+@pytest.mark.slow
+def test_bench_encode_whole_process_smoke(tmp_path, shared_data):
+    """`repro encode` against a sentence-transformers process on real passages: both tables whole,
+    and the vectors of the two outputs compared (every weight equal on these 20 passages)."""
+    if importlib.util.find_spec("sentence_transformers") is None:
+        pytest.skip("sentence-transformers not installed")
+    out = _smoke("bench_encode.py", tmp_path, "--whole-process", "--passages",
+                 str(shared_data / "msmarco-passage-dl20-pool" / "corpus.jsonl"))
+    assert "| model load |" in out and "| shard hashing (sha256) |" in out
+    assert "Vectors: 0 of " in out and "20 documents, 0 missing" in out, out[-800:]
 
 
 @pytest.mark.slow

@@ -8,6 +8,7 @@ import click
 
 from repro import defaults
 from repro.defaults import check_max_length
+from repro.encode.mixed_head import PRECISIONS
 from repro.encode.queries import RUNTIMES
 from repro.errors import ReproError, success
 
@@ -28,9 +29,9 @@ from repro.errors import ReproError, success
 @click.option("--shard-size", default=defaults.SHARD_SIZE, show_default=True, help="Documents per output shard (the unit of resume).")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available).")
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32", show_default=True)
-@click.option("--precision", type=click.Choice(["fp32", "mixed"]), default="fp32", show_default=True,
-              help="Documents' MLM head: fp32, or mixed = bf16 screen + exact fp32 recomputation (same integer "
-                   "weights; faster where bf16 products are, e.g. GPUs; not on the 2-core CPU measured: docs/speed.md).")
+@click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True,
+              help="MLM head: fp32, or mixed = bf16 screen + exact fp32 recomputation (the same integer weights; "
+                   "not faster on the 2-core AMX CPU measured, meant for GPUs: docs/speed.md).")
 @click.option("--threads", type=int, default=None, help="CPU threads for torch (or onnxruntime).")
 @click.option("--runtime", type=click.Choice(RUNTIMES), default="torch", show_default=True,
               help="Query encoder runtime (--queries only): onnx = same vectors, faster on CPU; onnx-int8 = faster still, approximate.")
@@ -61,7 +62,7 @@ def command(source, model, output, queries, fmt, split, smart_ids, factor, max_l
 
         info = encode_topics(source, output, model=model, fmt=fmt, factor=factor, max_length=max_length or defaults.QUERY_MAX_LENGTH,
                              batch_size=batch_size, device=device, dtype=dtype, threads=threads, runtime=runtime,
-                             force=force, split=split, smart_ids=smart_ids)
+                             force=force, split=split, smart_ids=smart_ids, precision=precision)
         success(f"encoded {info['queries']} queries -> {output} (avg {info['avg_terms']:.1f} terms, "
                 f"{info['empty_queries']} empty, {info['truncated_queries']} truncated at {max_length or defaults.QUERY_MAX_LENGTH} tokens)")
         return

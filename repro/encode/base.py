@@ -53,6 +53,15 @@ def tokenize(tokenizer: Any, texts: Sequence[str], max_length: int, *, special: 
     """Token ids per text (``prompt + text``, specials added unless ``special=False``, truncated to
     ``max_length``) and whether each was truncated: the one tokenization of every encoder."""
     items = [prompt + t for t in texts] if prompt else list(texts)
+    backend = getattr(tokenizer, "backend_tokenizer", None) if getattr(tokenizer, "is_fast", False) else None
+    if backend is not None:
+        # The Rust tokenizer with the truncation transformers' __call__ would set: the same ids
+        # (tests/test_encoder_base.py), without its per-call Python work, which dominates a short query.
+        backend.no_padding()
+        backend.enable_truncation(max_length, stride=0, strategy="longest_first",
+                                  direction=getattr(tokenizer, "truncation_side", "right"))
+        encodings = backend.encode_batch(items, add_special_tokens=special)
+        return [e.ids for e in encodings], [len(e.overflowing) > 0 for e in encodings]
     enc = tokenizer(items, truncation=True, max_length=max_length, add_special_tokens=special)
     truncated = [len(e.overflowing) > 0 for e in enc.encodings] if enc.encodings else [False] * len(texts)
     return enc["input_ids"], truncated

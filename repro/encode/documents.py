@@ -155,7 +155,9 @@ def encode_corpus(
         "batch_size": batch_size,
         "shard_size": shard_size,
         "dtype": dtype,
-        **({"precision": precision} if precision != "fp32" else {}),  # fp32 collections keep their digest
+        # fp32 collections keep the digest they had before the option; the head each shard was made
+        # with is in its stats and in the manifest (head_precision).
+        **({"precision": precision} if precision != "fp32" else {}),
     }
     if not force and (existing := _complete_manifest(out)) is not None:
         if existing.get("config_digest") != config_digest(config):
@@ -195,7 +197,7 @@ def encode_corpus(
             before = asdict(encoder.stats)
             vectors = encoder.encode([d.text for d in docs], factor=factor, batch_size=batch_size)
             facts = {k: v - before[k] for k, v in asdict(encoder.stats).items() if k in ("empty", "truncated", "quantized_empty")}
-            writer.submit(index, docs, vectors, facts)
+            writer.submit(index, docs, vectors, {**facts, "precision": encoder.precision})
             bar.update(len(docs))
         if total_docs == 0:
             raise BadInputError("corpus has no documents", source)
@@ -351,6 +353,7 @@ def _finish(
         empty_documents=totals["empty"],
         quantized_to_nothing=totals["quantized_empty"],
         truncated_documents=totals["truncated"],
+        head_precision=sorted({s.get("precision", "fp32") for s in shards}),  # mixed: repro.encode.mixed_head
         empty_token=EMPTY_TOKEN,
         bad_utf8_lines=read_counts.bad_utf8_lines,
         first_bad_utf8_line=read_counts.first_bad_utf8,

@@ -15,7 +15,7 @@ RUNTIMES = ("torch", "onnx", "onnx-int8")
 
 
 def query_encoder(model: str, *, runtime: str = "torch", max_length: int = 64, device: str | None = None,
-                  dtype: str = "float32", threads: int | None = None) -> Any:
+                  dtype: str = "float32", threads: int | None = None, precision: str = "fp32") -> Any:
     """A query encoder with ``.encode(texts, factor, batch_size)`` and ``.stats``, on the chosen runtime.
 
     ``torch`` is the reference (repro.encode.torch_encoder.SpladeEncoder); ``onnx`` runs the same graph with
@@ -35,7 +35,8 @@ def query_encoder(model: str, *, runtime: str = "torch", max_length: int = 64, d
     if runtime == "torch":
         from repro.encode.torch_encoder import SpladeEncoder
 
-        return SpladeEncoder(model, max_length=max_length, device=device, dtype=dtype, threads=threads, side="query")
+        return SpladeEncoder(model, max_length=max_length, device=device, dtype=dtype, threads=threads, side="query",
+                             precision=precision)
     if dtype != "float32" or (device and device != "cpu"):
         raise ReproError(f"--runtime {runtime} runs on the CPU in float32 (its own int8 option is onnx-int8)")
     from repro.encode.onnx_encoder import OnnxQueryEncoder
@@ -47,6 +48,7 @@ def encode_topics(
     source: str, output: Path, *, model: str, fmt: str = "auto", factor: float = 100, max_length: int = 64,
     batch_size: int = 32, device: str | None = None, dtype: str = "float32", threads: int | None = None,
     runtime: str = "torch", force: bool = False, split: str = "test", smart_ids: str | None = None,
+    precision: str = "fp32",
 ) -> dict[str, Any]:
     """Encode topics into ``qid<TAB>tok tok ...`` lines (token repeated weight times)."""
     from repro.formats.anserini_queries import query_line
@@ -54,7 +56,8 @@ def encode_topics(
     output = Path(output)
     prepare_output(output, "encode-queries", inputs=[source, model], force=force)
     topics = read_topics(source, fmt, smart_ids=smart_ids, split=split)
-    encoder = query_encoder(model, runtime=runtime, max_length=max_length, device=device, dtype=dtype, threads=threads)
+    encoder = query_encoder(model, runtime=runtime, max_length=max_length, device=device, dtype=dtype, threads=threads,
+                            precision=precision)
     vectors = encoder.encode(list(topics.values()), factor=factor, batch_size=batch_size)
     with atomic_write(output) as handle:
         for qid, vec in zip(topics, vectors):
@@ -65,7 +68,8 @@ def encode_topics(
         "empty_queries": sum(1 for v in vectors if not v),
         "truncated_queries": encoder.stats.truncated,
     }
+    head = {"head_precision": encoder.precision} if hasattr(encoder, "precision") else {}
     write_manifest(output, "encode-queries", {"source": str(source), "model": model, "factor": factor,
                                               "max_length": max_length, "dtype": dtype,
-                                              "runtime": runtime}, **info)
+                                              "runtime": runtime}, **info, **head)
     return info

@@ -20,9 +20,7 @@ from typing import Any
 
 from repro.encode import model as model_io
 from repro.encode.base import EncoderBase, clamp_max_length, quantize
-from repro.errors import ReproError
 
-PRECISIONS = ("fp32", "mixed")  # mixed: bf16 screen + exact fp32 recomputation (repro.encode.mixed_head)
 
 
 def _mlm_head(model: Any) -> tuple[Any, Callable[[Any], Any]]:
@@ -71,9 +69,10 @@ class SpladeEncoder(EncoderBase):
     ) -> None:
         import torch
 
+        from repro.encode.mixed_head import check_precision
+
         super().__init__()
-        if precision not in PRECISIONS:
-            raise ReproError(f"unknown precision {precision!r} (choose from {', '.join(PRECISIONS)})")
+        check_precision(precision)  # an unknown name fails before the model loads
         if threads:
             torch.set_num_threads(threads)
         self.source = model_io.resolve(model)
