@@ -154,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     if server and not args.milvus_uri:
         parser.error("--milvus-server-info needs --milvus-uri")
     synth = common.SyntheticSplade()
+    header = ["docs", "engine", "build s", "index MiB", "index B/doc", "build peak RSS MiB",
+              "serving RSS MiB (added)", f"p50 ms (k={args.hits}, 1 at a time)", "p99 ms",
+              "q/s batch", "recall@10 vs exact"]
     rows = []
     print(f"machine: {common.machine()}")
     for docs in args.docs:
@@ -232,9 +235,9 @@ def main(argv: list[str] | None = None) -> int:
                          "-" if client_side else b.get("peak_rss_mib", "-"),
                          "-" if client_side else serving.get(name, "-"), common.percentile(ms, 50),
                          common.percentile(ms, 99), batch_qps.get(name, "-"), recall[name]])
-    header = ["docs", "engine", "build s", "index MiB", "index B/doc", "build peak RSS MiB",
-              "serving RSS MiB (added)", f"p50 ms (k={args.hits}, 1 at a time)", "p99 ms",
-              "q/s batch", "recall@10 vs exact"]
+        # each size's rows as soon as they are measured: a long run stopped later keeps them
+        print(f"{docs} documents: " + json.dumps([r for r in rows if r[0] == f"{docs:,}"], default=str),
+              file=sys.stderr, flush=True)
     table = common.markdown_table(header, rows)
     print(table)
     common.publish(args, "Scale: Lucene, Seismic and Milvus vs collection size", table)
