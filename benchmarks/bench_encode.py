@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -59,18 +60,22 @@ def st_vectors(model, texts: list[str], batch_size: int, factor: int = 100) -> l
     return out
 
 
-def compare(ours: list[dict[str, int]], theirs: list[dict[int, int]], vocab: list[str], special: set[int]) -> dict[str, int]:
-    """Differing integer weights after dropping special tokens from theirs; max |difference|."""
+def count_differences(pairs: Iterable[tuple[dict[str, int], dict[str, int]]]) -> dict[str, int]:
+    """Over (ours, theirs) vectors keyed by token: terms in either, integer weights that differ, max |difference|."""
     differ = total = worst = 0
-    for a, b in zip(ours, theirs):
-        b2 = {vocab[c]: v for c, v in b.items() if c not in special}
-        for tok in set(a) | set(b2):
+    for a, b in pairs:
+        for tok in set(a) | set(b):
             total += 1
-            d = abs(a.get(tok, 0) - b2.get(tok, 0))
+            d = abs(a.get(tok, 0) - b.get(tok, 0))
             if d:
                 differ += 1
                 worst = max(worst, d)
     return {"weights": total, "differ": differ, "max_abs_diff": worst}
+
+
+def compare(ours: list[dict[str, int]], theirs: list[dict[int, int]], vocab: list[str], special: set[int]) -> dict[str, int]:
+    """count_differences against vectors keyed by token id, special tokens dropped from theirs."""
+    return count_differences((a, {vocab[c]: v for c, v in b.items() if c not in special}) for a, b in zip(ours, theirs))
 
 
 def bench_model(name: str, path: Path, texts: list[str], *, max_length: int, batch_size: int, reps: int,
@@ -92,7 +97,7 @@ def bench_model(name: str, path: Path, texts: list[str], *, max_length: int, bat
     v_st = st_vectors(st, texts, batch_size)
     check = compare(v_ours, v_st, ours.vocab, special)
     v_mixed = mixed.encode(texts, batch_size=batch_size)
-    mixed_check = compare(v_mixed, [_ids(ours, v) for v in v_ours], ours.vocab, set())
+    mixed_check = count_differences(zip(v_mixed, v_ours))
     candidates = {
         "sentence-transformers encode_document": lambda: st_vectors(st, texts, batch_size),
         "repro SpladeEncoder fp32": lambda: ours.encode(texts, batch_size=batch_size),
@@ -112,7 +117,7 @@ def bench_model(name: str, path: Path, texts: list[str], *, max_length: int, bat
     bf16_check = None
     if ours_bf16 is not None:
         v_bf = ours_bf16.encode(texts, batch_size=batch_size)
-        bf16_check = compare(v_bf, [_ids(ours, v) for v in v_ours], ours.vocab, set())
+        bf16_check = count_differences(zip(v_bf, v_ours))
         candidates["repro SpladeEncoder bf16 autocast"] = lambda: ours_bf16.encode(texts, batch_size=batch_size)
     times = common.interleaved(candidates, reps)
     n = len(texts)
@@ -154,11 +159,6 @@ def encoder_only(encoder, texts: list[str], batch_size: int) -> None:
             mask[row, : len(seq)] = 1
         with torch.inference_mode():
             encoder.encoder(input_ids=tokens, attention_mask=mask)
-
-
-def _ids(encoder, vector: dict[str, int]) -> dict[int, int]:
-    lookup = encoder.__dict__.setdefault("_tok2id", {t: i for i, t in enumerate(encoder.vocab)})
-    return {lookup[t]: v for t, v in vector.items()}
 
 
 _ST_PROCESS = """
@@ -223,16 +223,8 @@ def _compare_outputs(collection: Path, st_file: Path, model: Path) -> dict[str, 
     for line in st_file.read_text(encoding="utf-8").splitlines():
         record = json.loads(line)
         theirs[record["id"]] = {t: w for t, w in record["vector"].items() if t not in special}
-    differ = total = worst = 0
-    for doc_id in theirs:
-        a, b = ours.get(doc_id, {}), theirs[doc_id]
-        for tok in set(a) | set(b):
-            total += 1
-            d = abs(a.get(tok, 0) - b.get(tok, 0))
-            differ += d > 0
-            worst = max(worst, d)
-    return {"documents": len(theirs), "weights": total, "differ": differ, "max_abs_diff": worst,
-            "missing_documents": len(set(theirs) - set(ours))}
+    counts = count_differences((ours.get(doc_id, {}), vector) for doc_id, vector in theirs.items())
+    return {**counts, "documents": len(theirs), "missing_documents": len(set(theirs) - set(ours))}
 
 
 def whole_process(args) -> int:

@@ -22,6 +22,7 @@ benchmarks/milvus_server.py serves the C++ Milvus engine from this machine; with
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -47,15 +48,24 @@ def server_rss_mib(server: dict | None) -> float | None:
     return psutil.Process(server["pid"]).memory_info().rss / 2**20
 
 
-def _on_server(folder: Path, uri: str) -> bool:
-    """Whether the server still holds the collection a cached build record describes."""
+@contextlib.contextmanager
+def _client(uri: str, timeout: float):
+    """A pymilvus client of the server at ``uri``, closed afterwards."""
     from pymilvus import MilvusClient
 
-    client = MilvusClient(uri=uri, timeout=60)
+    client = MilvusClient(uri=uri, timeout=timeout)
     try:
-        return client.has_collection(json.loads((folder / "milvus.json").read_text())["collection"])
+        yield client
     finally:
         client.close()
+
+
+def _on_server(folder: Path, uri: str) -> bool:
+    """Whether the server still holds the collection a cached build record describes."""
+    from repro.engines import milvus
+
+    with _client(uri, 60) as client:
+        return client.has_collection(json.loads((folder / milvus.INFO_FILE).read_text())["collection"])
 
 
 def build_milvus(collection: Path, folder: Path, uri: str | None = None, server: dict | None = None) -> dict:
@@ -92,14 +102,9 @@ def build_milvus(collection: Path, folder: Path, uri: str | None = None, server:
 
 def release_all(uri: str) -> None:
     """Release every loaded collection of the server, so its RSS is measured without them."""
-    from pymilvus import MilvusClient
-
-    client = MilvusClient(uri=uri, timeout=600)
-    try:
+    with _client(uri, 600) as client:
         for name in client.list_collections():
             client.release_collection(name)
-    finally:
-        client.close()
 
 
 def latencies(retrievers: dict, vectors: list, reps: int) -> dict[str, list[float]]:

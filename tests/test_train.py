@@ -234,17 +234,23 @@ def test_jsonl_scores_and_errors(tiny_mlm, tmp_path):
     assert ds[0]["label"] == [9.0, 3.0, 1.0]
 
 
+def write_distill_jsonl(path: Path, seed: int, query_words: int = 1, rows: int = 16) -> Path:
+    """Distillation rows (query, positive, 2 negatives, teacher scores) of random WORDS: the query is
+    the positive's first ``query_words`` words, the positive scores 8, the negatives below 5."""
+    rnd = random.Random(seed)
+    with open(path, "w") as fh:
+        for _ in range(rows):
+            pos, n1, n2 = (" ".join(rnd.sample(WORDS, 6)) for _ in range(3))
+            fh.write(json.dumps({"query": " ".join(pos.split()[:query_words]), "positive": pos,
+                                 "negatives": [n1, n2], "scores": [8.0, rnd.uniform(0, 5), rnd.uniform(0, 5)]}) + "\n")
+    return path
+
+
 @pytest.mark.slow
 def test_margin_mse_and_kl_train(tiny_mlm, tmp_path):
     from repro.train.loop import run_training
 
-    rnd = random.Random(1)
-    path = tmp_path / "distill.jsonl"
-    with open(path, "w") as fh:
-        for _ in range(16):
-            pos, n1, n2 = (" ".join(rnd.sample(WORDS, 6)) for _ in range(3))
-            fh.write(json.dumps({"query": pos.split()[0], "positive": pos, "negatives": [n1, n2],
-                                 "scores": [8.0, rnd.uniform(0, 5), rnd.uniform(0, 5)]}) + "\n")
+    path = write_distill_jsonl(tmp_path / "distill.jsonl", seed=1)
     for loss in ("margin-mse", "kl"):
         s = run_training(make_cfg(tiny_mlm, tmp_path, loss, data=str(path), loss=loss, num_negatives=2, max_steps=3))
         assert s["steps"] == 3

@@ -189,18 +189,10 @@ def test_preset_config_loads_and_validates(shared_data, splade_tiny):
 
 
 def test_margin_mse_routes_every_text_column_and_not_the_label(tiny_mlm, tmp_path):
-    import random
-
     from repro.train.loop import run_training
-    from test_train import WORDS
+    from test_train import write_distill_jsonl
 
-    rnd = random.Random(3)
-    path = tmp_path / "distill.jsonl"
-    with open(path, "w") as fh:
-        for _ in range(16):
-            pos, n1, n2 = (" ".join(rnd.sample(WORDS, 6)) for _ in range(3))
-            fh.write(json.dumps({"query": " ".join(pos.split()[:2]), "positive": pos, "negatives": [n1, n2],
-                                 "scores": [8.0, rnd.uniform(0, 5), rnd.uniform(0, 5)]}) + "\n")
+    path = write_distill_jsonl(tmp_path / "distill.jsonl", seed=3, query_words=2)
     cfg = if_cfg(tiny_mlm, tmp_path, name="mse", data=str(path), loss="margin-mse", num_negatives=2, max_steps=3)
     summary = run_training(cfg)
     assert summary["steps"] == 3
