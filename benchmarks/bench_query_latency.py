@@ -11,6 +11,11 @@ synthetic query vector j, since a random-weight model's vectors are not SPLADE-l
   lucene    the in-process searcher (repro.engines.lucene.LuceneImpactSearcher), exact
   seismic   repro.engines.seismic.SeismicSearcher, approximate (recall@10 vs exact reported)
 End to end = encoding + retrieval of the same query, every variant run per query, interleaved.
+Interleaving is fair between variants but leaves each one the caches the others emptied (a
+BERT-base forward pass streams 440 MB of weights), so with `--models inference-free` the
+inference-free model is also timed ALONE: a child process holding only its static encoder and one
+Seismic index (no JVM, no other model), as a service serving it runs; one pass over the queries
+per search setting. `--seismic-build n_postings=2000` adds Seismic indexes built with other settings.
 
     .venv/bin/python benchmarks/bench_query_latency.py --docs 10000 100000
     .venv/bin/python benchmarks/bench_query_latency.py --docs 1000000      # ~25 min index build, cached
@@ -28,21 +33,31 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 
-def prepare_indexes(work: Path, docs: int, synth, *, seismic: bool, threads: int) -> dict:
+def prepare_indexes(work: Path, docs: int, synth, *, seismic: bool, threads: int,
+                    seismic_builds: list[dict] = ()) -> dict:
+    """The cached Lucene index, the default Seismic index and one Seismic index per extra build
+    setting (``{"n_postings": 2000}`` -> folder ``seismic-n_postings2000``)."""
     coll = common.write_collection(work / f"synthetic-{docs}" / "collection", docs, synth)
     lucene = work / f"synthetic-{docs}" / "lucene"
-    info = {"lucene": lucene, "lucene_build": common.build_lucene_index(coll, lucene, threads=threads)}
+    info = {"lucene": lucene, "lucene_build": common.build_lucene_index(coll, lucene, threads=threads), "seismic": {}}
     if seismic:
         from repro.engines.seismic import build_seismic_index
 
-        folder = work / f"synthetic-{docs}" / "seismic"
-        if not (folder / "seismic.json").exists():
-            with common.PeakWatcher() as peak:
-                built = build_seismic_index(coll, folder, threads=threads)
-            built["peak_rss_mib"] = peak.self_mib
-            common.save_json(folder.parent / "seismic.build.json", built)
-        info["seismic"] = folder
+        for build in [{}, *seismic_builds]:
+            name = "seismic" + "".join(f"-{k}{v}" for k, v in sorted(build.items()))
+            folder = work / f"synthetic-{docs}" / name
+            if not (folder / "seismic.json").exists():
+                with common.PeakWatcher() as peak:
+                    built = build_seismic_index(coll, folder, threads=threads, **build)
+                built["peak_rss_mib"] = peak.self_mib
+                common.save_json(folder.parent / f"{name}.build.json", built)
+            info["seismic"][build_label(build)] = folder
     return info
+
+
+def build_label(build: dict) -> str:
+    """How a Seismic build is named in the tables: '' for the defaults, else '[n_postings=2000] '."""
+    return "[" + ", ".join(f"{k}={v}" for k, v in sorted(build.items())) + "] " if build else ""
 
 
 def timed(fn, *args, **kwargs):
@@ -56,16 +71,18 @@ def run_size(docs: int, args, encoders: dict, synth) -> dict:
     from repro.engines.lucene import LuceneImpactSearcher
     from repro.formats.anserini_queries import query_line
 
-    idx = prepare_indexes(args.work, docs, synth, seismic=not args.no_seismic, threads=args.threads)
+    idx = prepare_indexes(args.work, docs, synth, seismic=not args.no_seismic, threads=args.threads,
+                          seismic_builds=args.seismic_build)
     lucene = LuceneImpactSearcher(idx["lucene"])
     retrievers = {"lucene in-process": lambda v: lucene.search(v, args.hits)}
-    if "seismic" in idx:
+    if idx["seismic"]:
         from repro.engines.seismic import SeismicSearcher
 
-        seis = SeismicSearcher(idx["seismic"])
-        for cut, heap in args.seismic:
-            retrievers[seismic_name(cut, heap)] = (
-                lambda v, cut=cut, heap=heap: seis.search(v, args.hits, query_cut=cut, heap_factor=heap))
+        for label, folder in idx["seismic"].items():
+            seis = SeismicSearcher(folder)
+            for cut, heap in args.seismic:
+                retrievers[seismic_name(cut, heap, label)] = (
+                    lambda v, cut=cut, heap=heap, seis=seis: seis.search(v, args.hits, query_cut=cut, heap_factor=heap))
     vectors = [synth.query_vector(j, docs) for j in range(args.queries)]
     texts = common.real_queries(args.queries)
     # warm-up: JIT of the in-process JVM, ONNX sessions, caches
@@ -76,6 +93,8 @@ def run_size(docs: int, args, encoders: dict, synth) -> dict:
             enc.encode([texts[j]])
     times: dict[str, list[float]] = {}
     recall: dict[str, list[float]] = {}
+    own_recall: dict[str, list[float]] = {}  # inference-free own vectors vs exact Lucene on the same vector
+    own_exact: list[list[str]] = []  # the exact top-k of each query's own vector (one inference-free model)
     for j, (vec, text) in enumerate(zip(vectors, texts)):
         names = list(encoders)
         for name in names[j % len(names):] + names[: j % len(names)]:
@@ -93,21 +112,95 @@ def run_size(docs: int, args, encoders: dict, synth) -> dict:
                 raise SystemExit(f"in-process results differ from SearchCollection for query {j}")
         for name in [n for n in encoders if n.endswith(" static")]:  # inference-free: its own vector
             own = encoders[name].encode([text])[0]
+            got = {}
             for rname in list(retrievers)[j % len(retrievers):] + list(retrievers)[: j % len(retrievers)]:
-                _, sec = timed(retrievers[rname], own)
+                got[rname], sec = timed(retrievers[rname], own)
                 times.setdefault(f"retrieve-own {name} {rname}", []).append(sec)
-        exact = {d for d, _ in results["lucene in-process"][:10]}
+            own_exact.append([d for d, _ in got["lucene in-process"]])
+            for rname in retrievers:
+                if rname.startswith("seismic"):
+                    for depth in (10, args.hits):
+                        own_recall.setdefault(f"{name} {rname} @{depth}", []).append(
+                            overlap(got["lucene in-process"], got[rname], depth))
         for name in retrievers:
             if name.startswith("seismic"):
-                got = {d for d, _ in results[name][:10]}
-                recall.setdefault(name, []).append(len(exact & got) / max(1, len(exact)))
+                recall.setdefault(name, []).append(overlap(results["lucene in-process"], results[name], 10))
     lucene.close()
-    return {"docs": docs, "times": times, "recall_at_10": {k: sum(v) / len(v) for k, v in recall.items()},
-            "build": idx["lucene_build"]}
+    return {"docs": docs, "times": times, "hits": args.hits,
+            "recall_at_10": {k: sum(v) / len(v) for k, v in recall.items()},
+            "own_recall": {k: sum(v) / len(v) for k, v in own_recall.items()},
+            "build": idx["lucene_build"], "own_exact": own_exact, "seismic": idx["seismic"]}
 
 
-def seismic_name(cut: int, heap: float) -> str:
-    return f"seismic cut {cut} heap {heap}"
+ALONE_FLAG = "--alone-child"
+
+
+def alone_child(spec_file: Path) -> int:
+    """The serving process of an inference-free model on Seismic, as a service runs it: the static
+    query encoder and one Seismic index, no JVM and no other model in the process. One pass over
+    all queries per search setting (each query searched once per pass: no cache warmed by the same
+    query), text in -> top-k out, timed per query. Writes times and docids as JSON."""
+    import json
+
+    from repro.encode.queries import query_encoder
+    from repro.engines.seismic import SeismicSearcher
+
+    spec = json.loads(spec_file.read_text())
+    encoder = query_encoder(spec["model"])
+    searcher = SeismicSearcher(Path(spec["index"]))
+    texts, out = spec["texts"], {}
+    for (cut, heap), hits in [(c, k) for c in spec["settings"] for k in spec["depths"]]:
+        for text in texts[: spec["warmup"]]:
+            searcher.search(encoder.encode([text])[0], hits, query_cut=cut, heap_factor=heap)
+        enc, e2e, runs = [], [], []
+        for text in texts:
+            start = time.perf_counter()
+            vector = encoder.encode([text])[0]
+            middle = time.perf_counter()
+            ranked = searcher.search(vector, hits, query_cut=cut, heap_factor=heap)
+            e2e.append(time.perf_counter() - start)
+            enc.append(middle - start)
+            runs.append([d for d, _ in ranked])
+        out[f"{cut}:{heap}:{hits}"] = {"cut": cut, "heap": heap, "hits": hits, "encode": enc, "e2e": e2e, "runs": runs}
+    Path(spec["output"]).write_text(json.dumps(out))
+    return 0
+
+
+def alone_rows(res: dict, args, model: Path, texts: list[str]) -> list[list]:
+    """Rows of the inference-free model served alone (alone_child), one child process per Seismic
+    index; recall against the parent's exact Lucene top-k of the same own vectors."""
+    import json
+    import subprocess
+    import tempfile
+
+    rows, pct = [], common.percentile
+    for label, folder in res["seismic"].items():
+        with tempfile.TemporaryDirectory() as tmp:
+            spec = {"model": str(model), "index": str(folder), "texts": texts, "depths": sorted({args.hits, 10}, reverse=True),
+                    "warmup": args.warmup, "settings": args.seismic, "output": str(Path(tmp) / "out.json")}
+            (Path(tmp) / "spec.json").write_text(json.dumps(spec))
+            subprocess.run([sys.executable, __file__, ALONE_FLAG, str(Path(tmp) / "spec.json")], check=True)
+            got = json.loads((Path(tmp) / "out.json").read_text())
+        for part in got.values():
+            ret = [b - a for a, b in zip(part["encode"], part["e2e"])]
+            rec = {depth: sum(overlap([(d, 0) for d in ex], [(d, 0) for d in run], depth)
+                              for ex, run in zip(res["own_exact"], part["runs"])) / len(part["runs"])
+                   for depth in sorted({10, part["hits"]})}
+            quality = ", ".join(f"recall@{d} {r:.3f}" for d, r in rec.items())
+            rows.append([res["docs"], f"inference-free ALONE in its process, top-{part['hits']}: static table + Seismic "
+                         f"{label}cut {part['cut']} heap {part['heap']}, own query vector, {quality}",
+                         *(1000 * pct(x, q) for x in (part["encode"], ret, part["e2e"]) for q in (50, 99))])
+    return rows
+
+
+def overlap(exact: list, got: list, depth: int) -> float:
+    """recall@depth of ``got`` against the exact ranking (1 when the exact one is empty)."""
+    want = {d for d, _ in exact[:depth]}
+    return len(want & {d for d, _ in got[:depth]}) / len(want) if want else 1.0
+
+
+def seismic_name(cut: int, heap: float, build: str = "") -> str:
+    return f"seismic {build}cut {cut} heap {heap}"
 
 
 def summarize(res: dict, models: list[str]) -> list[list]:
@@ -135,8 +228,13 @@ def summarize(res: dict, models: list[str]) -> list[list]:
         row(f"{m}: static table + in-process Lucene (exact), own query vector", f"encode {m} static",
             f"retrieve-own {m} static lucene in-process")
         for name in res["recall_at_10"]:
-            row(f"{m}: static table + Seismic {name.removeprefix('seismic ')}, own query vector", f"encode {m} static",
-                f"retrieve-own {m} static {name}")
+            own = res["own_recall"]
+            key = f"{m} static {name} @"
+            if key + "10" not in own:
+                continue
+            label = f"recall@10 {own[key + '10']:.3f}, recall@{res['hits']} {own[key + str(res['hits'])]:.3f}"
+            row(f"{m}: static table + Seismic {name.removeprefix('seismic ')}, own query vector, {label}",
+                f"encode {m} static", f"retrieve-own {m} static {name}")
     return rows
 
 
@@ -156,7 +254,21 @@ def setting(text: str) -> tuple[int, float]:
     return int(cut), float(heap)
 
 
+def build_setting(text: str) -> dict:
+    """'n_postings=2000,summary_energy=0.5' -> checked Seismic build settings."""
+    from repro.engines.seismic import BUILD_SETTINGS, check_settings
+
+    pairs = [item.partition("=") for item in text.split(",")]
+    try:
+        return check_settings({k: float(v) for k, _, v in pairs}, BUILD_SETTINGS, "build")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected KEY=NUMBER[,KEY=NUMBER], got {text!r}")
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == [ALONE_FLAG]:
+        return alone_child(Path(argv[1]))
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--docs", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--queries", type=int, default=200)
@@ -168,11 +280,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", default="tiny,base", help="comma list of tiny,base,inference-free")
     parser.add_argument("--seismic", type=setting, nargs="+", default=[(20, 0.8), (10, 0.8), (5, 0.7)],
                         metavar="CUT:HEAP", help="Seismic query_cut:heap_factor settings to time (recall@10 each)")
+    parser.add_argument("--seismic-build", type=build_setting, nargs="+", default=[], metavar="KEY=VALUE[,KEY=VALUE]",
+                        help="extra Seismic indexes with these build settings (e.g. n_postings=2000), "
+                             "each timed with every --seismic search setting")
     parser.add_argument("--no-seismic", action="store_true")
     common.add_run_options(parser)
     args = parser.parse_args(argv)
     if args.smoke:
         args.docs, args.queries, args.baseline_queries, args.warmup, args.models = [2000], 6, 2, 2, "tiny,inference-free"
+        args.seismic_build = args.seismic_build or [{"n_postings": 500}]
     from repro.encode.onnx_encoder import OnnxQueryEncoder
     from repro.encode.torch_encoder import SpladeEncoder
 
@@ -199,8 +315,12 @@ def main(argv: list[str] | None = None) -> int:
         res = run_size(docs, args, encoders, synth)
         results.append(res)
         all_rows += summarize(res, models)
+        if "inference-free" in models and res["seismic"] and res["own_exact"]:
+            all_rows += alone_rows(res, args, inference_free_model(args.work), common.real_queries(args.queries))
         for name, recall in res["recall_at_10"].items():
             print(f"{docs} docs: {name}: recall@10 vs exact Lucene {recall:.3f}")
+        for name, recall in res["own_recall"].items():
+            print(f"{docs} docs: {name.replace(' @', ': recall@')} vs exact Lucene on the same vector {recall:.3f}")
     table = common.markdown_table(["docs", "pipeline", "encode p50 ms", "encode p99 ms", "retrieve p50 ms",
                                    "retrieve p99 ms", "end-to-end p50 ms", "end-to-end p99 ms"], all_rows)
     print(table)
@@ -208,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         common.save_json(args.json, {"machine": common.machine(), "date": common.today(), "rows": all_rows,
                                      "recall_at_10": {r["docs"]: r["recall_at_10"] for r in results},
+                                     "own_recall": {r["docs"]: r["own_recall"] for r in results},
                                      "args": {k: str(v) for k, v in vars(args).items()}})
     return 0
 

@@ -166,7 +166,7 @@ class SeismicSearcher:
         given = check_settings({"query_cut": query_cut, "heap_factor": heap_factor}, SEARCH_SETTINGS, "search")
         hits = self.index.search("q", comps, vals, k=depth, query_cut=given.get("query_cut", self.query_cut),
                                  heap_factor=given.get("heap_factor", self.heap_factor))
-        return [(docid, ties.exact_impact(score)) for _, score, docid in hits]
+        return list(zip([docid for _, _, docid in hits], ties.exact_impacts([score for _, score, _ in hits])))
 
     def search(self, vector: dict[str, int], k: int = defaults.HITS, *, query_cut: int | None = None,
                heap_factor: float | None = None) -> list[ties.Hit]:

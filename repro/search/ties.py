@@ -14,8 +14,9 @@ k-th score still ties with the deepest hit fetched, the query is searched again 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from decimal import Decimal
+from operator import itemgetter
 from typing import Any
 
 from repro.errors import ReproError
@@ -42,8 +43,31 @@ def order_key(kind: str = "impact") -> Callable[[Hit], tuple]:
     return lambda item: (-item[1], item[0])
 
 
+def exact_impacts(scores: Sequence[float], where: str = "") -> list[int]:
+    """``exact_impact`` of many scores at once (one numpy pass: a top-1000 query's hits in ~0.1 ms)."""
+    import numpy as np
+
+    values = np.asarray(scores, dtype=np.float64)
+    exact = np.rint(values)
+    bad = (np.abs(values - exact) > 0.01) | (exact >= EXACT_LIMIT)
+    if bad.any():
+        exact_impact(float(values[int(np.argmax(bad))]), where)  # raises with the first bad score
+    return exact.astype(np.int64).tolist()
+
+
 def ranked(hits: Iterable[Hit], kind: str = "impact") -> list[Hit]:
-    return sorted(hits, key=order_key(kind))
+    """Hits in the tie rule's order. Impact hits: a C-keyed sort by score, then each run of equal
+    scores by docid, the same order as ``order_key`` and a few times cheaper for 1000 hits."""
+    if kind == "bm25":
+        return sorted(hits, key=order_key(kind))
+    out = sorted(hits, key=itemgetter(1), reverse=True)  # stable, also with reverse=True
+    start = 0
+    for pos in range(1, len(out) + 1):
+        if pos == len(out) or out[pos][1] != out[start][1]:
+            if pos - start > 1:
+                out[start:pos] = sorted(out[start:pos], key=itemgetter(0))
+            start = pos
+    return out
 
 
 def first_depth(k: int) -> int:

@@ -1,0 +1,36 @@
+"""The tie rule's fast paths give exactly what the plain rule gives (score descending, docid ascending)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from repro.errors import ReproError
+from repro.search import ties
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_ranked_equals_the_plain_sort_with_many_ties(seed):
+    rng = random.Random(seed)
+    hits = [(f"d{rng.randrange(10**rng.randint(1, 4))}", rng.randrange(rng.choice([2, 5, 50, 10**6])))
+            for _ in range(rng.randint(0, 1500))]
+    assert ties.ranked(hits) == sorted(hits, key=ties.order_key("impact"))
+    assert ties.ranked(list(reversed(hits))) == sorted(reversed(hits), key=ties.order_key("impact"))
+
+
+def test_ranked_bm25_keeps_decimal_order():
+    hits = [("b", "1.1000"), ("a", "1.1000"), ("c", "10.0000"), ("d", "9.5000")]
+    assert ties.ranked(hits, "bm25") == [("c", "10.0000"), ("d", "9.5000"), ("a", "1.1000"), ("b", "1.1000")]
+
+
+def test_exact_impacts_equal_one_at_a_time():
+    scores = [0.0, 1.0, 148200.0, 2.0**24 - 1, 3.004, 6.996]
+    assert ties.exact_impacts(scores) == [ties.exact_impact(s) for s in scores] == [0, 1, 148200, 2**24 - 1, 3, 7]
+    assert ties.exact_impacts([]) == []
+
+
+@pytest.mark.parametrize("bad", [2.5, 2.0**24, 7.02])
+def test_exact_impacts_refuse_what_exact_impact_refuses(bad):
+    with pytest.raises(ReproError, match=f"impact score {bad}"):
+        ties.exact_impacts([1.0, bad, 2.0])
