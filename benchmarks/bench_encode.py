@@ -103,14 +103,14 @@ def bench_model(name: str, path: Path, texts: list[str], *, max_length: int, bat
         "repro SpladeEncoder fp32": lambda: ours.encode(texts, batch_size=batch_size),
         "repro SpladeEncoder mixed (bf16 screen + exact fp32)": lambda: mixed.encode(texts, batch_size=batch_size),
     }
-    for chunk in chunks or []:  # other logits chunk sizes (SpladeEncoder.CHUNK_TOKENS), same encoders
-        for label, enc in (("fp32", ours), ("mixed", mixed)):
-            def run(enc=enc, chunk=chunk):
-                default, enc.CHUNK_TOKENS = enc.CHUNK_TOKENS, chunk
+    for chunk in chunks or []:  # other logits chunk sizes (SpladeEncoder.[MIXED_]CHUNK_TOKENS), same encoders
+        for label, enc, attr in (("fp32", ours, "CHUNK_TOKENS"), ("mixed", mixed, "MIXED_CHUNK_TOKENS")):
+            def run(enc=enc, chunk=chunk, attr=attr):
+                setattr(enc, attr, chunk)  # an instance attribute over the class default
                 try:
                     return enc.encode(texts, batch_size=batch_size)
                 finally:
-                    enc.CHUNK_TOKENS = default
+                    delattr(enc, attr)
             candidates[f"repro SpladeEncoder {label}, logits chunk {chunk} tokens"] = run
     if ours.encoder is not None:
         candidates["(floor) transformer encoder forward alone, fp32"] = lambda: encoder_only(ours, texts, batch_size)
@@ -138,7 +138,7 @@ def bench_model(name: str, path: Path, texts: list[str], *, max_length: int, bat
         rows.append({"model": name, "method": label, "median_s": med, "docs_per_s": n / med, "speedup": base / med,
                      "reps": len(ts), "gflops": flops * n / med / 1e9, "of_gemm_roof": flops * n / med / roof[dtype]})
     return {"model": name, "texts": n, "rows": rows, "st_equality": check, "bf16_vs_fp32": bf16_check,
-            "mixed_vs_fp32": mixed_check, "chunk_tokens": ours.CHUNK_TOKENS,
+            "mixed_vs_fp32": mixed_check, "chunk_tokens": ours.CHUNK_TOKENS, "mixed_chunk_tokens": ours.MIXED_CHUNK_TOKENS,
             "gflop_per_text": flops / 1e9, "gemm_roof_gflops": {k: v / 1e9 for k, v in roof.items()}}
 
 
@@ -318,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--passages", type=Path, default=None, help="JSONL passages for --whole-process")
     parser.add_argument("--model", default=None, help="model folder for --whole-process (default: splade-tiny; "
                         "'base': the BERT-base-sized one)")
-    parser.add_argument("--precision", default="fp32", help="--whole-process: repro encode's --precision")
+    parser.add_argument("--precision", default="auto", help="--whole-process: repro encode's --precision")
     common.add_run_options(parser)
     args = parser.parse_args(argv)
     if args.whole_process:
@@ -359,7 +359,8 @@ def main(argv: list[str] | None = None) -> int:
                      f"{eq['weights']} weights differ (max |diff| {eq['max_abs_diff']})")
         mx = res["mixed_vs_fp32"]
         notes.append(f"{res['model']}: mixed vs fp32 (ours): {mx['differ']} of {mx['weights']} weights differ "
-                     f"(max |diff| {mx['max_abs_diff']}); logits chunk {res['chunk_tokens']} tokens")
+                     f"(max |diff| {mx['max_abs_diff']}); logits chunk {res['chunk_tokens']} tokens "
+                     f"(fp32), {res['mixed_chunk_tokens']} (mixed)")
         if res["bf16_vs_fp32"]:
             bf = res["bf16_vs_fp32"]
             notes.append(f"{res['model']}: bf16 vs fp32: {bf['differ']} of {bf['weights']} weights differ "

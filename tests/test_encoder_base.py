@@ -64,12 +64,14 @@ def test_decoded_max_across_the_chunk_boundary_is_bit_identical(tiny_mlm):
     texts = [LONG[: 1500 + 97 * i] for i in range(10)] + ["a short one", "python"]
     ids, _ = enc.tokenize(texts)
     lengths = [len(i) for i in ids]
-    assert sum(lengths) > 2 * enc.CHUNK_TOKENS and max(lengths) < enc.CHUNK_TOKENS  # several chunks, split between texts
-    fast = enc.weights(ids)
     decoder, enc.decoder = enc.decoder, None  # reference: full head per token, then the max
     slow = enc.weights(ids)
     enc.decoder = decoder
-    assert torch.equal(fast, slow)
+    assert torch.equal(enc.weights(ids), slow)  # the default chunk size
+    # several texts per chunk, chunks split between texts
+    enc.CHUNK_TOKENS = 1024
+    assert sum(lengths) > 2 * enc.CHUNK_TOKENS and max(lengths) < enc.CHUNK_TOKENS
+    assert torch.equal(enc.weights(ids), slow)
     # one text per chunk (CHUNK_TOKENS smaller than any text) gives the same bits too
     enc.CHUNK_TOKENS = 8
     assert torch.equal(enc.weights(ids), slow)
@@ -170,3 +172,18 @@ def test_tokenize_equals_the_tokenizers_own_call(splade_tiny, shared_data, speci
         assert ids == want["input_ids"]
         assert truncated == [len(e.overflowing) > 0 for e in want.encodings]
         assert any(truncated) and not all(truncated)
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_autocast_dtypes_take_the_chunked_head_too(tiny_mlm, dtype):
+    """--dtype bfloat16/float16 runs the same chunked head under autocast (which refuses out= buffers)."""
+    from repro.encode.torch_encoder import SpladeEncoder
+
+    texts = [LONG[:900], "a short one", "python"]
+    fp32 = SpladeEncoder(str(tiny_mlm), max_length=512, device="cpu").encode(texts)
+    low = SpladeEncoder(str(tiny_mlm), max_length=512, device="cpu", dtype=dtype)
+    assert low.decoder is not None
+    vectors = low.encode(texts)
+    assert all(vectors) and len(vectors) == 3
+    shared = sum(len(set(a) & set(b)) for a, b in zip(vectors, fp32))
+    assert shared >= 0.8 * sum(len(b) for b in fp32)  # lower precision moves weights, not the vocabulary

@@ -131,3 +131,28 @@ def test_encode_queries_precision_mixed_gives_the_same_query_file(tmp_path, spla
         assert manifest["head_precision"] == name
     plain = (tmp_path / "fp32.tsv").read_text().splitlines()
     assert len(plain) == 200 and plain == (tmp_path / "mixed.tsv").read_text().splitlines()
+
+
+def test_auto_precision_is_mixed_only_where_it_was_measured_faster(tmp_path, monkeypatch):
+    """`auto` (the default): the bf16 screen for a hidden size of 512 or more on a bf16-capable CPU,
+    fp32 elsewhere; an auto-mixed encoder gives the fp32 encoder's vectors."""
+    from repro.encode import mixed_head
+    from repro.encode.mixed_head import resolve_precision
+    from repro.encode.torch_encoder import SpladeEncoder
+    from repro.testing import build_random_mlm
+
+    assert isinstance(mixed_head.fast_bf16_cpu(), bool)  # the real probe runs on this CPU
+    monkeypatch.setattr(mixed_head, "fast_bf16_cpu", lambda: True)
+    assert resolve_precision("auto", 768, "cpu") == "mixed"
+    assert resolve_precision("auto", 128, "cpu") == "fp32"
+    assert resolve_precision("auto", 768, "cuda") == "fp32"
+    assert resolve_precision("fp32", 768, "cpu") == "fp32" and resolve_precision("mixed", 128, "cpu") == "mixed"
+    wide = build_random_mlm(tmp_path / "wide", hidden=512, layers=1, heads=2, intermediate=128)
+    texts = ["a first text about rivers", "and another one, longer than the first text about rivers and lakes", ""]
+    auto = SpladeEncoder(str(wide), device="cpu")
+    plain = SpladeEncoder(str(wide), device="cpu", precision="fp32")
+    assert (auto.precision, plain.precision) == ("mixed", "fp32")
+    assert auto.encode(texts) == plain.encode(texts)
+    monkeypatch.setattr(mixed_head, "fast_bf16_cpu", lambda: False)
+    assert resolve_precision("auto", 768, "cpu") == "fp32"
+    assert SpladeEncoder(str(wide), device="cpu").precision == "fp32"

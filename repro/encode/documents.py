@@ -135,7 +135,7 @@ def encode_corpus(
     shard_size: int = defaults.SHARD_SIZE,
     device: str | None = None,
     dtype: str = "float32",
-    precision: str = "fp32",
+    precision: str = "auto",
     threads: int | None = None,
     skip_bad_lines: bool = False,
     force: bool = False,
@@ -155,9 +155,9 @@ def encode_corpus(
         "batch_size": batch_size,
         "shard_size": shard_size,
         "dtype": dtype,
-        # fp32 collections keep the digest they had before the option; the head each shard was made
-        # with is in its stats and in the manifest (head_precision).
-        **({"precision": precision} if precision != "fp32" else {}),
+        # Collections made without --precision mixed keep the digest they had before the option (the
+        # weights are the same); the head each shard was made with is in its stats and the manifest.
+        **({"precision": precision} if precision == "mixed" else {}),
     }
     if not force and (existing := _complete_manifest(out)) is not None:
         if existing.get("config_digest") != config_digest(config):

@@ -41,7 +41,11 @@ FP32_UNIT = 2.0**-24
 THRESHOLD_MARGIN = 1e-4  # relative slack on the zero threshold, for the fp32 bias addition and log1p
 
 
-PRECISIONS = ("fp32", "mixed")  # fp32 is the default: the screen was not faster where measured (docs/speed.md)
+PRECISIONS = ("auto", "fp32", "mixed")
+# auto = the head measured faster (docs/speed.md): the bf16 screen pays off for a wide hidden state
+# on a CPU with AMX/AVX512-bf16 (BERT-base-sized, 768: 13% faster) and loses for a narrow one
+# (splade-tiny, 128: 26% slower). GPUs stay on fp32 until benchmarks/bench_gpu.py has measured them.
+AUTO_MIXED_MIN_HIDDEN = 512
 
 
 def check_precision(precision: str) -> str:
@@ -51,6 +55,24 @@ def check_precision(precision: str) -> str:
 
         raise ReproError(f"unknown precision {precision!r} (choose from {', '.join(PRECISIONS)})")
     return precision
+
+
+def fast_bf16_cpu() -> bool:
+    """Whether this CPU multiplies bf16 in hardware (AMX tiles or AVX512-bf16)."""
+    import torch
+
+    probes = [getattr(torch.cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
+    return any(bool(probe()) for probe in probes if probe is not None)
+
+
+def resolve_precision(precision: str, hidden_size: int, device_type: str) -> str:
+    """``fp32`` or ``mixed``: the one rule for what ``auto`` means (the weights are the same either way)."""
+    check_precision(precision)
+    if precision != "auto":
+        return precision
+    if device_type == "cpu" and hidden_size >= AUTO_MIXED_MIN_HIDDEN and fast_bf16_cpu():
+        return "mixed"
+    return "fp32"
 
 
 def zero_threshold(factor: float) -> float:
@@ -138,18 +160,10 @@ def _offsets(lengths: Sequence[int]) -> list[int]:
 
 
 def _segment_max(matrix: Any, lengths: Sequence[int]) -> Any:
-    """Max over each text's rows. On CPU row by row with in-place maximum: a reduction over the
-    token dimension of a (tokens x vocab) slice is several times slower there."""
+    """Max over each text's rows (one amax per text, in place)."""
     import torch
 
     best = torch.empty((len(lengths), matrix.shape[1]), dtype=matrix.dtype, device=matrix.device)
     for text, (offset, n) in enumerate(zip(_offsets(lengths), lengths)):
-        seg = matrix[offset : offset + n]
-        if seg.device.type == "cpu":
-            out = best[text]
-            out.copy_(seg[0])
-            for row in range(1, n):
-                torch.maximum(out, seg[row], out=out)
-        else:
-            best[text] = seg.amax(dim=0)
+        torch.amax(matrix[offset : offset + n], dim=0, out=best[text])
     return best

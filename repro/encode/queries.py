@@ -15,7 +15,7 @@ RUNTIMES = ("torch", "onnx", "onnx-int8")
 
 
 def query_encoder(model: str, *, runtime: str = "torch", max_length: int = 64, device: str | None = None,
-                  dtype: str = "float32", threads: int | None = None, precision: str = "fp32") -> Any:
+                  dtype: str = "float32", threads: int | None = None, precision: str = "auto") -> Any:
     """A query encoder with ``.encode(texts, factor, batch_size)`` and ``.stats``, on the chosen runtime.
 
     ``torch`` is the reference (repro.encode.torch_encoder.SpladeEncoder); ``onnx`` runs the same graph with
@@ -48,7 +48,7 @@ def encode_topics(
     source: str, output: Path, *, model: str, fmt: str = "auto", factor: float = 100, max_length: int = 64,
     batch_size: int = 32, device: str | None = None, dtype: str = "float32", threads: int | None = None,
     runtime: str = "torch", force: bool = False, split: str = "test", smart_ids: str | None = None,
-    precision: str = "fp32",
+    precision: str = "auto",
 ) -> dict[str, Any]:
     """Encode topics into ``qid<TAB>tok tok ...`` lines (token repeated weight times)."""
     from repro.formats.anserini_queries import query_line
