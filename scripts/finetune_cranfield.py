@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -29,25 +28,11 @@ SHARED = Path(os.environ.get("REPRO_SHARED", ROOT.parent / "shared"))
 
 
 def parse_smart(path: Path) -> list[dict[str, str]]:
-    """SMART records: `.I id` then fields `.T .A .B .W`, each running until the next marker."""
-    records, cur, field = [], None, None
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        m = re.match(r"^\.([ITABW])\b\s*(.*)$", line)
-        if m:
-            if m.group(1) == "I":
-                cur = {"id": m.group(2).strip()}
-                records.append(cur)
-                field = None
-            else:
-                field = m.group(1)
-                cur[field] = ""
-            continue
-        if cur is not None and field:
-            cur[field] += " " + line.strip()
-    for r in records:
-        for k in "TABW":
-            r[k] = " ".join(r.get(k, "").split())
-    return records
+    """SMART records through repro's reader: {"id", "T", "A", "B", "W"}, whitespace-normalised."""
+    from repro.formats.smart import iter_smart_records
+
+    return [{"id": doc_id, **{k: " ".join(fields.get(k, "").split()) for k in "TABW"}}
+            for _, doc_id, fields in iter_smart_records(path)]
 
 
 def load_cranfield():
