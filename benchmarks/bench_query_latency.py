@@ -35,11 +35,13 @@ import common  # noqa: E402
 
 def prepare_indexes(work: Path, docs: int, synth, *, seismic: bool, threads: int,
                     seismic_builds: list[dict] = ()) -> dict:
-    """The cached Lucene index, the default Seismic index and one Seismic index per extra build
-    setting (``{"n_postings": 2000}`` -> folder ``seismic-n_postings2000``)."""
+    """The cached Lucene index, the default Seismic index (``seismic``) and, in ``seismic_builds``,
+    it and one Seismic index per extra build setting (``{"n_postings": 2000}`` -> folder
+    ``seismic-n_postings2000``), keyed by their table labels."""
     coll = common.write_collection(work / f"synthetic-{docs}" / "collection", docs, synth)
     lucene = work / f"synthetic-{docs}" / "lucene"
-    info = {"lucene": lucene, "lucene_build": common.build_lucene_index(coll, lucene, threads=threads), "seismic": {}}
+    info = {"lucene": lucene, "lucene_build": common.build_lucene_index(coll, lucene, threads=threads),
+            "seismic_builds": {}}
     if seismic:
         from repro.engines.seismic import build_seismic_index
 
@@ -51,7 +53,8 @@ def prepare_indexes(work: Path, docs: int, synth, *, seismic: bool, threads: int
                     built = build_seismic_index(coll, folder, threads=threads, **build)
                 built["peak_rss_mib"] = peak.self_mib
                 common.save_json(folder.parent / f"{name}.build.json", built)
-            info["seismic"][build_label(build)] = folder
+            info["seismic_builds"][build_label(build)] = folder
+        info["seismic"] = info["seismic_builds"][build_label({})]
     return info
 
 
@@ -75,10 +78,10 @@ def run_size(docs: int, args, encoders: dict, synth) -> dict:
                           seismic_builds=args.seismic_build)
     lucene = LuceneImpactSearcher(idx["lucene"])
     retrievers = {"lucene in-process": lambda v: lucene.search(v, args.hits)}
-    if idx["seismic"]:
+    if idx["seismic_builds"]:
         from repro.engines.seismic import SeismicSearcher
 
-        for label, folder in idx["seismic"].items():
+        for label, folder in idx["seismic_builds"].items():
             seis = SeismicSearcher(folder)
             for cut, heap in args.seismic:
                 retrievers[seismic_name(cut, heap, label)] = (
@@ -129,7 +132,7 @@ def run_size(docs: int, args, encoders: dict, synth) -> dict:
     return {"docs": docs, "times": times, "hits": args.hits,
             "recall_at_10": {k: sum(v) / len(v) for k, v in recall.items()},
             "own_recall": {k: sum(v) / len(v) for k, v in own_recall.items()},
-            "build": idx["lucene_build"], "own_exact": own_exact, "seismic": idx["seismic"]}
+            "build": idx["lucene_build"], "own_exact": own_exact, "seismic": idx["seismic_builds"]}
 
 
 ALONE_FLAG = "--alone-child"
