@@ -260,12 +260,15 @@ def setting(text: str) -> tuple[int, float]:
 def build_setting(text: str) -> dict:
     """'n_postings=2000,summary_energy=0.5' -> checked Seismic build settings."""
     from repro.engines.seismic import BUILD_SETTINGS, check_settings
+    from repro.errors import ReproError
 
     pairs = [item.partition("=") for item in text.split(",")]
     try:
         return check_settings({k: float(v) for k, _, v in pairs}, BUILD_SETTINGS, "build")
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected KEY=NUMBER[,KEY=NUMBER], got {text!r}")
+    except ReproError as err:
+        raise argparse.ArgumentTypeError(str(err))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -156,3 +156,35 @@ def test_auto_precision_is_mixed_only_where_it_was_measured_faster(tmp_path, mon
     monkeypatch.setattr(mixed_head, "fast_bf16_cpu", lambda: False)
     assert resolve_precision("auto", 768, "cpu") == "fp32"
     assert SpladeEncoder(str(wide), device="cpu").precision == "fp32"
+
+
+def test_a_resumed_collection_keeps_the_head_of_its_finished_shards(tmp_path, splade_tiny, shared_data, monkeypatch):
+    """Started where auto picked the mixed head, then interrupted: resuming where auto would pick
+    fp32 keeps the mixed head; an explicit --precision fp32 is refused with one line, exit 2.
+    (An explicit --precision mixed is in the settings digest, so switching away from it is refused
+    as other settings already.)"""
+    from click.testing import CliRunner
+
+    from repro.cli import cli
+    from repro.encode import mixed_head
+    from repro.encode.documents import SHARDS, STATE
+    from repro.formats.collection import shard_name
+
+    lines = (shared_data / "msmarco-passage-dl20-pool" / "corpus.jsonl").read_text(encoding="utf-8").splitlines()[:30]
+    corpus, out = tmp_path / "c.jsonl", tmp_path / "coll"
+    corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    base = ["encode", str(corpus), "-m", str(splade_tiny), "-o", str(out), "--shard-size", "10", "-q"]
+    with monkeypatch.context() as patch:  # auto -> mixed for splade-tiny, as for a wide model on a bf16 CPU
+        patch.setattr(mixed_head, "AUTO_MIXED_MIN_HIDDEN", 0)
+        patch.setattr(mixed_head, "fast_bf16_cpu", lambda: True)
+        assert CliRunner().invoke(cli, base).exit_code == 0
+    assert json.loads((out / "manifest.json").read_text())["head_precision"] == ["mixed"]
+    (out / "manifest.json").unlink()  # as a kill after two of the three shards leaves it
+    (out / SHARDS / shard_name(2)).unlink()
+    (out / STATE / (shard_name(2) + ".stats.json")).unlink()
+    refused = CliRunner().invoke(cli, [*base, "--precision", "fp32"])
+    assert refused.exit_code == 2 and "encoded with the mixed head and this run uses fp32" in refused.output
+    assert len(refused.output.strip().splitlines()) == 1
+    resumed = CliRunner().invoke(cli, base)  # auto would be fp32 here: it follows the finished shards
+    assert resumed.exit_code == 0, resumed.output
+    assert json.loads((out / "manifest.json").read_text())["head_precision"] == ["mixed"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
 
@@ -30,7 +31,9 @@ def test_exact_impacts_equal_one_at_a_time():
     assert ties.exact_impacts([]) == []
 
 
-@pytest.mark.parametrize("bad", [2.5, 2.0**24, 7.02])
+@pytest.mark.parametrize("bad", [2.5, 2.0**24, 7.02, -2.0**24, float("nan"), float("inf"), float("-inf"), -1e30])
 def test_exact_impacts_refuse_what_exact_impact_refuses(bad):
-    with pytest.raises(ReproError, match=f"impact score {bad}"):
+    with pytest.raises(ReproError, match=re.escape(f"impact score {bad}")):
         ties.exact_impacts([1.0, bad, 2.0])
+    with pytest.raises(ReproError, match=re.escape(f"impact score {bad}")):
+        ties.exact_impact(bad)

@@ -123,6 +123,19 @@ def finished_shards(out: Path) -> dict[int, dict[str, Any]]:
     return done
 
 
+def _keep_head(encoder: Any, precision: str, done: dict[int, dict[str, Any]], out: Path) -> None:
+    """A resumed collection keeps the head its finished shards were made with: ``auto`` follows
+    them; an explicit other head is refused (the weights agree but for rare .5-boundary flips, and
+    one collection should come from one head)."""
+    heads = {stats.get("precision", "fp32") for stats in done.values()}
+    if precision == "auto" and len(heads) == 1:
+        encoder.use_precision(next(iter(heads)))
+    if heads - {encoder.precision}:
+        made = ", ".join(sorted(heads))
+        raise ReproError(f"the finished shards here were encoded with the {made} head and this run uses "
+                         f"{encoder.precision}; pass --precision {made.split(', ')[0]} to resume, or --force to redo them", out)
+
+
 def encode_corpus(
     source: str,
     out: Path,
@@ -181,6 +194,7 @@ def encode_corpus(
     done = finished_shards(target)
     if done:
         log.info("resuming: %d finished shard(s) kept", len(done))
+        _keep_head(encoder, precision, done, target)
     read_counts = ReadCounts()
     bar = _progress(progress, len(done) * shard_size)
     writer = _ShardWriter(target)

@@ -73,7 +73,7 @@ class SpladeEncoder(EncoderBase):
     ) -> None:
         import torch
 
-        from repro.encode.mixed_head import check_precision, resolve_precision
+        from repro.encode.mixed_head import check_precision
 
         super().__init__()
         check_precision(precision)  # an unknown name fails before the model loads
@@ -98,17 +98,22 @@ class SpladeEncoder(EncoderBase):
         self.vocab = self.tokenizer.convert_ids_to_tokens(list(range(self.model.config.vocab_size)))
         special = set(self.tokenizer.all_special_ids)
         self.special_ids = sorted(i for i in special if i is not None and 0 <= i < len(self.vocab))
-        # The bf16 screen (repro.encode.mixed_head) covers max pooling of log(1+ReLU) with a split
-        # decoder; any other shape, or float dtypes other than fp32, runs the plain fp32 head.
+        self.use_precision(precision)
+        self._factor: float | None = None
+
+    def use_precision(self, precision: str) -> str:
+        """Choose the head (``auto`` resolved by repro.encode.mixed_head.resolve_precision); returns
+        the head used. The bf16 screen covers max pooling of log(1+ReLU) with a split decoder; any
+        other shape, or float dtypes other than fp32, runs the plain fp32 head."""
+        from repro.encode.mixed_head import MixedHead, resolve_precision
+
         self.mixed = None
         wanted = resolve_precision(precision, int(getattr(self.model.config, "hidden_size", 0) or 0), self.device.type)
         if wanted == "mixed" and self.decoder is not None and self.pooling == "max" \
                 and self.activation == "relu" and self.dtype is None:
-            from repro.encode.mixed_head import MixedHead
-
             self.mixed = MixedHead(self.decoder[1], self.decoder[2])
         self.precision = "mixed" if self.mixed is not None else "fp32"
-        self._factor: float | None = None
+        return self.precision
 
     # --- the model ----------------------------------------------------------------------------
     def _autocast(self):
@@ -195,7 +200,7 @@ class SpladeEncoder(EncoderBase):
         transform, weight, bias = self.decoder
         hidden = transform(real)
         weight_t = weight.t()
-        best = torch.empty((len(lengths), weight.shape[0]), dtype=hidden.dtype, device=hidden.device)
+        best = None
         start = row = 0
         while row < len(lengths):
             stop, rows = row, 0
@@ -205,7 +210,9 @@ class SpladeEncoder(EncoderBase):
             part = hidden[start : start + rows]
             # autocast (--dtype bfloat16/float16) does not cast ops given out=: those take a fresh product
             logits = (torch.mm(part, weight_t) if self.dtype is not None
-                      else torch.mm(part, weight_t, out=self._logits_buffer(rows, best)))
+                      else torch.mm(part, weight_t, out=self._logits_buffer(rows, weight.shape[0], part)))
+            if best is None:  # the product's dtype: under CUDA autocast the transform's output is fp32
+                best = torch.empty((len(lengths), logits.shape[1]), dtype=logits.dtype, device=logits.device)
             offset = 0
             for text in range(row, stop):
                 torch.amax(logits[offset : offset + lengths[text]], dim=0, out=best[text])
@@ -217,15 +224,14 @@ class SpladeEncoder(EncoderBase):
             best = best + bias.float()
         return best
 
-    def _logits_buffer(self, rows: int, like: Any) -> Any:
+    def _logits_buffer(self, rows: int, vocab: int, like: Any) -> Any:
         """The first ``rows`` rows of one reused (rows x vocab) buffer: a fresh 16 MB product per chunk
         costs page faults on CPU (the head was 20% slower with them), a reused one does not."""
         import torch
 
         buf = getattr(self, "_logits", None)
         if buf is None or buf.shape[0] < rows or buf.dtype != like.dtype or buf.device != like.device:
-            buf = self._logits = torch.empty((max(rows, self.CHUNK_TOKENS), like.shape[1]), dtype=like.dtype,
-                                             device=like.device)
+            buf = self._logits = torch.empty((max(rows, self.CHUNK_TOKENS), vocab), dtype=like.dtype, device=like.device)
         return buf[:rows]
 
     def encode_ids(self, token_ids: Sequence[Sequence[int]], factor: float, batch_size: int = 32) -> list[dict[str, int]]:

@@ -15,6 +15,7 @@ k-th score still ties with the deepest hit fetched, the query is searched again 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
+import math
 from decimal import Decimal
 from operator import itemgetter
 from typing import Any
@@ -29,8 +30,8 @@ Hit = tuple[str, Any]  # (docid, exact score: int for impact search, str with 4 
 
 def exact_impact(score: float, where: str = "") -> int:
     """An engine's float32 impact score as the exact integer dot product it must be."""
-    exact = round(score)
-    if abs(score - exact) > 0.01 or exact >= EXACT_LIMIT:
+    exact = round(score) if math.isfinite(score) else None
+    if exact is None or abs(score - exact) > 0.01 or abs(exact) >= EXACT_LIMIT:
         raise ReproError(f"{where}impact score {score} is not an exact integer below 2^24; "
                          "use a smaller quantization factor")
     return exact
@@ -49,7 +50,8 @@ def exact_impacts(scores: Sequence[float], where: str = "") -> list[int]:
 
     values = np.asarray(scores, dtype=np.float64)
     exact = np.rint(values)
-    bad = (np.abs(values - exact) > 0.01) | (exact >= EXACT_LIMIT)
+    with np.errstate(invalid="ignore"):  # nan and inf are caught by isfinite
+        bad = ~np.isfinite(values) | (np.abs(values - exact) > 0.01) | (np.abs(exact) >= EXACT_LIMIT)
     if bad.any():
         exact_impact(float(values[int(np.argmax(bad))]), where)  # raises with the first bad score
     return exact.astype(np.int64).tolist()
