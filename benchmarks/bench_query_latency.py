@@ -119,20 +119,20 @@ def run_size(docs: int, args, encoders: dict, synth) -> dict:
             for rname in list(retrievers)[j % len(retrievers):] + list(retrievers)[: j % len(retrievers)]:
                 got[rname], sec = timed(retrievers[rname], own)
                 times.setdefault(f"retrieve-own {name} {rname}", []).append(sec)
-            own_exact.append([d for d, _ in got["lucene in-process"]])
+            own_exact.append(docids(got["lucene in-process"]))
             for rname in retrievers:
                 if rname.startswith("seismic"):
                     for depth in (10, args.hits):
                         own_recall.setdefault(f"{name} {rname} @{depth}", []).append(
-                            overlap(got["lucene in-process"], got[rname], depth))
+                            overlap(own_exact[-1], docids(got[rname]), depth))
         for name in retrievers:
             if name.startswith("seismic"):
-                recall.setdefault(name, []).append(overlap(results["lucene in-process"], results[name], 10))
+                recall.setdefault(name, []).append(overlap(docids(results["lucene in-process"]), docids(results[name]), 10))
     lucene.close()
     return {"docs": docs, "times": times, "hits": args.hits,
             "recall_at_10": {k: sum(v) / len(v) for k, v in recall.items()},
             "own_recall": {k: sum(v) / len(v) for k, v in own_recall.items()},
-            "build": idx["lucene_build"], "own_exact": own_exact, "seismic": idx["seismic_builds"]}
+            "build": idx["lucene_build"], "own_exact": own_exact, "seismic_builds": idx["seismic_builds"]}
 
 
 ALONE_FLAG = "--alone-child"
@@ -163,7 +163,7 @@ def alone_child(spec_file: Path) -> int:
             ranked = searcher.search(vector, hits, query_cut=cut, heap_factor=heap)
             e2e.append(time.perf_counter() - start)
             enc.append(middle - start)
-            runs.append([d for d, _ in ranked])
+            runs.append(docids(ranked))
         out[f"{cut}:{heap}:{hits}"] = {"cut": cut, "heap": heap, "hits": hits, "encode": enc, "e2e": e2e, "runs": runs}
     Path(spec["output"]).write_text(json.dumps(out))
     return 0
@@ -177,7 +177,7 @@ def alone_rows(res: dict, args, model: Path, texts: list[str]) -> list[list]:
     import tempfile
 
     rows, pct = [], common.percentile
-    for label, folder in res["seismic"].items():
+    for label, folder in res["seismic_builds"].items():
         with tempfile.TemporaryDirectory() as tmp:
             spec = {"model": str(model), "index": str(folder), "texts": texts, "depths": sorted({args.hits, 10}, reverse=True),
                     "warmup": args.warmup, "settings": args.seismic, "output": str(Path(tmp) / "out.json")}
@@ -186,8 +186,7 @@ def alone_rows(res: dict, args, model: Path, texts: list[str]) -> list[list]:
             got = json.loads((Path(tmp) / "out.json").read_text())
         for part in got.values():
             ret = [b - a for a, b in zip(part["encode"], part["e2e"])]
-            rec = {depth: sum(overlap([(d, 0) for d in ex], [(d, 0) for d in run], depth)
-                              for ex, run in zip(res["own_exact"], part["runs"])) / len(part["runs"])
+            rec = {depth: sum(overlap(ex, run, depth) for ex, run in zip(res["own_exact"], part["runs"])) / len(part["runs"])
                    for depth in sorted({10, part["hits"]})}
             quality = ", ".join(f"recall@{d} {r:.3f}" for d, r in rec.items())
             rows.append([res["docs"], f"inference-free ALONE in its process, top-{part['hits']}: static table + Seismic "
@@ -196,10 +195,14 @@ def alone_rows(res: dict, args, model: Path, texts: list[str]) -> list[list]:
     return rows
 
 
-def overlap(exact: list, got: list, depth: int) -> float:
-    """recall@depth of ``got`` against the exact ranking (1 when the exact one is empty)."""
-    want = {d for d, _ in exact[:depth]}
-    return len(want & {d for d, _ in got[:depth]}) / len(want) if want else 1.0
+def docids(hits: list) -> list[str]:
+    return [d for d, _ in hits]
+
+
+def overlap(exact: list[str], got: list[str], depth: int) -> float:
+    """recall@depth of the ranked docids ``got`` against the exact ones (1 when the exact list is empty)."""
+    want = set(exact[:depth])
+    return len(want & set(got[:depth])) / len(want) if want else 1.0
 
 
 def seismic_name(cut: int, heap: float, build: str = "") -> str:
@@ -321,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         res = run_size(docs, args, encoders, synth)
         results.append(res)
         all_rows += summarize(res, models)
-        if "inference-free" in models and res["seismic"] and res["own_exact"]:
+        if "inference-free" in models and res["seismic_builds"] and res["own_exact"]:
             all_rows += alone_rows(res, args, inference_free_model(args.work), common.real_queries(args.queries))
         for name, recall in res["recall_at_10"].items():
             print(f"{docs} docs: {name}: recall@10 vs exact Lucene {recall:.3f}")

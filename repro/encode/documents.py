@@ -14,7 +14,7 @@ import logging
 import sys
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -123,11 +123,16 @@ def finished_shards(out: Path) -> dict[int, dict[str, Any]]:
     return done
 
 
+def shard_heads(shard_stats: Iterable[dict[str, Any]]) -> set[str]:
+    """The MLM heads the shards were encoded with (shards written before the option: fp32)."""
+    return {stats.get("precision", "fp32") for stats in shard_stats}
+
+
 def _keep_head(encoder: Any, precision: str, done: dict[int, dict[str, Any]], out: Path) -> None:
     """A resumed collection keeps the head its finished shards were made with: ``auto`` follows
     them; an explicit other head is refused (the weights agree but for rare .5-boundary flips, and
     one collection should come from one head)."""
-    heads = {stats.get("precision", "fp32") for stats in done.values()}
+    heads = shard_heads(done.values())
     if precision == "auto" and len(heads) == 1:
         encoder.use_precision(next(iter(heads)))
     if heads - {encoder.precision}:
@@ -367,7 +372,7 @@ def _finish(
         empty_documents=totals["empty"],
         quantized_to_nothing=totals["quantized_empty"],
         truncated_documents=totals["truncated"],
-        head_precision=sorted({s.get("precision", "fp32") for s in shards}),  # mixed: repro.encode.mixed_head
+        head_precision=sorted(shard_heads(shards)),  # mixed: repro.encode.mixed_head
         empty_token=EMPTY_TOKEN,
         bad_utf8_lines=read_counts.bad_utf8_lines,
         first_bad_utf8_line=read_counts.first_bad_utf8,

@@ -122,16 +122,9 @@ class MixedHead:
 
         threshold = zero_threshold(factor)
         out = torch.full((len(lengths), self.weight.shape[0]), float("-inf"), device=hidden.device)
-        start = row = 0
         with _full_precision_reductions(hidden.device.type):
-            while row < len(lengths):
-                stop, rows = row, 0
-                while stop < len(lengths) and (rows == 0 or rows + lengths[stop] <= chunk_tokens):
-                    rows += lengths[stop]
-                    stop += 1
+            for row, stop, start, rows in text_chunks(lengths, chunk_tokens):
                 self._chunk(hidden[start : start + rows], lengths[row:stop], out[row:stop], threshold)
-                start += rows
-                row = stop
         return out
 
     def _chunk(self, x: Any, lengths: Sequence[int], out: Any, threshold: float) -> None:
@@ -139,7 +132,7 @@ class MixedHead:
 
         screen = torch.mm(x.to(torch.bfloat16), self.weight16.t())  # (rows, vocab) bf16
         norms = x.norm(dim=1)
-        m16 = _segment_max(screen, lengths).float()  # (texts, vocab)
+        m16 = segment_max(screen, lengths).float()  # (texts, vocab)
         xmax = torch.stack([norms[o : o + n].max() for o, n in zip(_offsets(lengths), lengths)])
         upper = m16 + self.c * m16.abs() + self.a * xmax.unsqueeze(1) * self.row_norms.unsqueeze(0) + self.bias
         mask = upper >= threshold  # (texts, vocab)
@@ -147,8 +140,23 @@ class MixedHead:
         if union.numel() == 0:
             return
         exact = torch.mm(x, self.weight[union].t())  # (rows, |union|) fp32
-        out[:, union] = _segment_max(exact, lengths) + self.bias[union]
+        out[:, union] = segment_max(exact, lengths) + self.bias[union]
         self.recomputed += int(mask.sum())
+
+
+def text_chunks(lengths: Sequence[int], limit: int) -> Iterator[tuple[int, int, int, int]]:
+    """(first text, end text, first row, rows) of runs of whole consecutive texts holding at most
+    ``limit`` token rows (a longer text is a run of its own): how every head bounds its
+    (tokens x vocab) products."""
+    start = row = 0
+    while row < len(lengths):
+        stop, rows = row, 0
+        while stop < len(lengths) and (rows == 0 or rows + lengths[stop] <= limit):
+            rows += lengths[stop]
+            stop += 1
+        yield row, stop, start, rows
+        start += rows
+        row = stop
 
 
 def _offsets(lengths: Sequence[int]) -> list[int]:
@@ -159,11 +167,12 @@ def _offsets(lengths: Sequence[int]) -> list[int]:
     return out
 
 
-def _segment_max(matrix: Any, lengths: Sequence[int]) -> Any:
-    """Max over each text's rows (one amax per text, in place)."""
+def segment_max(matrix: Any, lengths: Sequence[int], out: Any | None = None) -> Any:
+    """Max over each text's rows (one amax per text), into ``out`` (texts x vocab) when given."""
     import torch
 
-    best = torch.empty((len(lengths), matrix.shape[1]), dtype=matrix.dtype, device=matrix.device)
+    if out is None:
+        out = torch.empty((len(lengths), matrix.shape[1]), dtype=matrix.dtype, device=matrix.device)
     for text, (offset, n) in enumerate(zip(_offsets(lengths), lengths)):
-        torch.amax(matrix[offset : offset + n], dim=0, out=best[text])
-    return best
+        torch.amax(matrix[offset : offset + n], dim=0, out=out[text])
+    return out

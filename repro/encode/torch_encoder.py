@@ -20,6 +20,7 @@ from typing import Any
 
 from repro.encode import model as model_io
 from repro.encode.base import EncoderBase, clamp_max_length, quantize
+from repro.encode.mixed_head import MixedHead, check_precision, resolve_precision, segment_max, text_chunks
 
 
 
@@ -73,8 +74,6 @@ class SpladeEncoder(EncoderBase):
     ) -> None:
         import torch
 
-        from repro.encode.mixed_head import check_precision
-
         super().__init__()
         check_precision(precision)  # an unknown name fails before the model loads
         if threads:
@@ -105,8 +104,6 @@ class SpladeEncoder(EncoderBase):
         """Choose the head (``auto`` resolved by repro.encode.mixed_head.resolve_precision); returns
         the head used. The bf16 screen covers max pooling of log(1+ReLU) with a split decoder; any
         other shape, or float dtypes other than fp32, runs the plain fp32 head."""
-        from repro.encode.mixed_head import MixedHead, resolve_precision
-
         self.mixed = None
         wanted = resolve_precision(precision, int(getattr(self.model.config, "hidden_size", 0) or 0), self.device.type)
         if wanted == "mixed" and self.decoder is not None and self.pooling == "max" \
@@ -162,9 +159,7 @@ class SpladeEncoder(EncoderBase):
             elif self.decoder is not None:
                 best = self._decoded_max(real, lengths)
             else:
-                logits = self.head(real).float()
-                # Real tokens are contiguous per text: one max per segment.
-                best = torch.stack([seg.amax(dim=0) for seg in logits.split(lengths)])
+                best = segment_max(self.head(real).float(), lengths)  # real tokens are contiguous per text
             return self._activate(best)
 
     def _summed(self, real, lengths: Sequence[int]):
@@ -172,16 +167,10 @@ class SpladeEncoder(EncoderBase):
         a few texts (at most CHUNK_TOKENS rows of logits) at a time."""
         import torch
 
-        parts, row, start = [], 0, 0
-        while row < len(lengths):
-            stop, rows = row, 0
-            while stop < len(lengths) and (rows == 0 or rows + lengths[stop] <= self.CHUNK_TOKENS):
-                rows += lengths[stop]
-                stop += 1
+        parts = []
+        for row, stop, start, rows in text_chunks(lengths, self.CHUNK_TOKENS):
             x = self._activate(self.head(real[start : start + rows]).float())
             parts.extend(seg.sum(dim=0) for seg in x.split(list(lengths[row:stop])))
-            start += rows
-            row = stop
         return torch.stack(parts)
 
     def _decoded_max(self, real, lengths: Sequence[int]):
@@ -201,24 +190,14 @@ class SpladeEncoder(EncoderBase):
         hidden = transform(real)
         weight_t = weight.t()
         best = None
-        start = row = 0
-        while row < len(lengths):
-            stop, rows = row, 0
-            while stop < len(lengths) and (rows == 0 or rows + lengths[stop] <= self.CHUNK_TOKENS):
-                rows += lengths[stop]
-                stop += 1
+        for row, stop, start, rows in text_chunks(lengths, self.CHUNK_TOKENS):
             part = hidden[start : start + rows]
             # autocast (--dtype bfloat16/float16) does not cast ops given out=: those take a fresh product
             logits = (torch.mm(part, weight_t) if self.dtype is not None
                       else torch.mm(part, weight_t, out=self._logits_buffer(rows, weight.shape[0], part)))
             if best is None:  # the product's dtype: under CUDA autocast the transform's output is fp32
                 best = torch.empty((len(lengths), logits.shape[1]), dtype=logits.dtype, device=logits.device)
-            offset = 0
-            for text in range(row, stop):
-                torch.amax(logits[offset : offset + lengths[text]], dim=0, out=best[text])
-                offset += lengths[text]
-            start += rows
-            row = stop
+            segment_max(logits, lengths[row:stop], out=best[row:stop])
         best = best.float()
         if bias is not None:
             best = best + bias.float()
