@@ -136,9 +136,9 @@ def _keep_head(encoder: Any, precision: str, done: dict[int, dict[str, Any]], ou
     if precision == "auto" and len(heads) == 1:
         encoder.use_precision(next(iter(heads)))
     if heads - {encoder.precision}:
-        made = ", ".join(sorted(heads))
-        raise ReproError(f"the finished shards here were encoded with the {made} head and this run uses "
-                         f"{encoder.precision}; pass --precision {made.split(', ')[0]} to resume, or --force to redo them", out)
+        made = sorted(heads)
+        raise ReproError(f"the finished shards here were encoded with the {', '.join(made)} head and this run uses "
+                         f"{encoder.precision}; pass --precision {made[0]} to resume, or --force to redo them", out)
 
 
 def encode_corpus(
