@@ -46,14 +46,9 @@ def ranked_lists(path: Path) -> dict[str, list[str]]:
     return out
 
 
-def overlap(exact: dict, approx: dict, k: int) -> float:
-    """Mean fraction of each query's exact top-k that the approximate top-k also holds."""
-    values = []
-    for qid, ranked in exact.items():
-        top = set(ranked[:k])
-        if top:
-            values.append(len(top & set(approx.get(qid, [])[:k])) / len(top))
-    return sum(values) / len(values)
+def recall_of(exact: dict[str, list[str]], approx: dict[str, list[str]], k: int) -> float:
+    """common.recall over the exact run's queries (a query missing from the approximate run found nothing)."""
+    return common.recall(list(exact.values()), [approx.get(qid, []) for qid in exact], k)
 
 
 def bench(name: str, corpus: Path, topics: Path, qrels: Path, model: Path, work: Path) -> list[dict]:
@@ -84,7 +79,7 @@ def bench(name: str, corpus: Path, topics: Path, qrels: Path, model: Path, work:
             row[f"{m} p(t)"], row[f"{m} p(rand)"] = test["p_ttest"], test["p_randomization"]
         if "Seismic" in label:
             approx = ranked_lists(path)
-            row["recall@10 of exact"], row["recall@1000 of exact"] = overlap(exact, approx, 10), overlap(exact, approx, 1000)
+            row["recall@10 of exact"], row["recall@1000 of exact"] = recall_of(exact, approx, 10), recall_of(exact, approx, 1000)
         rows.append(row)
     return rows
 

@@ -95,8 +95,9 @@ def run_size(docs: int, args, encoders: dict, synth) -> dict:
         for enc in encoders.values():
             enc.encode([texts[j]])
     times: dict[str, list[float]] = {}
-    recall: dict[str, list[float]] = {}
-    own_recall: dict[str, list[float]] = {}  # inference-free own vectors vs exact Lucene on the same vector
+    # (exact, approximate) docid lists per retriever, scored by common.recall at the end
+    recall: dict[str, tuple[list, list]] = {}
+    own_recall: dict[str, tuple[list, list, int]] = {}  # inference-free own vectors vs exact Lucene on the same vector
     own_exact: list[list[str]] = []  # the exact top-k of each query's own vector (one inference-free model)
     for j, (vec, text) in enumerate(zip(vectors, texts)):
         names = list(encoders)
@@ -119,19 +120,20 @@ def run_size(docs: int, args, encoders: dict, synth) -> dict:
             for rname in list(retrievers)[j % len(retrievers):] + list(retrievers)[: j % len(retrievers)]:
                 got[rname], sec = timed(retrievers[rname], own)
                 times.setdefault(f"retrieve-own {name} {rname}", []).append(sec)
-            own_exact.append(docids(got["lucene in-process"]))
+            own_exact.append(common.docids(got["lucene in-process"]))
             for rname in retrievers:
                 if rname.startswith("seismic"):
                     for depth in (10, args.hits):
-                        own_recall.setdefault(f"{name} {rname} @{depth}", []).append(
-                            overlap(own_exact[-1], docids(got[rname]), depth))
+                        pairs = own_recall.setdefault(f"{name} {rname} @{depth}", ([], [], depth))
+                        pairs[0].append(own_exact[-1]), pairs[1].append(common.docids(got[rname]))
         for name in retrievers:
             if name.startswith("seismic"):
-                recall.setdefault(name, []).append(overlap(docids(results["lucene in-process"]), docids(results[name]), 10))
+                pairs = recall.setdefault(name, ([], []))
+                pairs[0].append(common.docids(results["lucene in-process"])), pairs[1].append(common.docids(results[name]))
     lucene.close()
     return {"docs": docs, "times": times, "hits": args.hits,
-            "recall_at_10": {k: sum(v) / len(v) for k, v in recall.items()},
-            "own_recall": {k: sum(v) / len(v) for k, v in own_recall.items()},
+            "recall_at_10": {k: common.recall(exact, got, 10) for k, (exact, got) in recall.items()},
+            "own_recall": {k: common.recall(exact, got, depth) for k, (exact, got, depth) in own_recall.items()},
             "build": idx["lucene_build"], "own_exact": own_exact, "seismic_builds": idx["seismic_builds"]}
 
 
@@ -163,7 +165,7 @@ def alone_child(spec_file: Path) -> int:
             ranked = searcher.search(vector, hits, query_cut=cut, heap_factor=heap)
             e2e.append(time.perf_counter() - start)
             enc.append(middle - start)
-            runs.append(docids(ranked))
+            runs.append(common.docids(ranked))
         out[f"{cut}:{heap}:{hits}"] = {"cut": cut, "heap": heap, "hits": hits, "encode": enc, "e2e": e2e, "runs": runs}
     Path(spec["output"]).write_text(json.dumps(out))
     return 0
@@ -186,23 +188,13 @@ def alone_rows(res: dict, args, model: Path, texts: list[str]) -> list[list]:
             got = json.loads((Path(tmp) / "out.json").read_text())
         for part in got.values():
             ret = [b - a for a, b in zip(part["encode"], part["e2e"])]
-            rec = {depth: sum(overlap(ex, run, depth) for ex, run in zip(res["own_exact"], part["runs"])) / len(part["runs"])
+            rec = {depth: common.recall(res["own_exact"], part["runs"], depth)
                    for depth in sorted({10, part["hits"]})}
             quality = ", ".join(f"recall@{d} {r:.3f}" for d, r in rec.items())
             rows.append([res["docs"], f"inference-free ALONE in its process, top-{part['hits']}: static table + Seismic "
                          f"{label}cut {part['cut']} heap {part['heap']}, own query vector, {quality}",
                          *(1000 * pct(x, q) for x in (part["encode"], ret, part["e2e"]) for q in (50, 99))])
     return rows
-
-
-def docids(hits: list) -> list[str]:
-    return [d for d, _ in hits]
-
-
-def overlap(exact: list[str], got: list[str], depth: int) -> float:
-    """recall@depth of the ranked docids ``got`` against the exact ones (1 when the exact list is empty)."""
-    want = set(exact[:depth])
-    return len(want & set(got[:depth])) / len(want) if want else 1.0
 
 
 def seismic_name(cut: int, heap: float, build: str = "") -> str:

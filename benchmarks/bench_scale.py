@@ -120,15 +120,6 @@ def latencies(retrievers: dict, vectors: list, reps: int) -> dict[str, list[floa
     return out
 
 
-def recall_at_10(exact: list[list], got: list[list]) -> float:
-    hits = total = 0
-    for ref, mine in zip(exact, got):
-        want = {d for d, _ in ref[:10]}
-        hits += len(want & {d for d, _ in mine[:10]})
-        total += len(want)
-    return hits / total if total else float("nan")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--docs", type=int, nargs="+", default=[10_000, 100_000])
@@ -217,7 +208,9 @@ def main(argv: list[str] | None = None) -> int:
             for retrieve in retrievers.values():
                 retrieve(v)
         exact = [searchers["lucene"].search(v, 10) for v in vectors]
-        recall = {name: recall_at_10(exact, [s.search(v, 10) for v in vectors]) for name, s in searchers.items()}
+        recall = {name: common.recall([common.docids(r) for r in exact],
+                                      [common.docids(s.search(v, 10)) for v in vectors], 10)
+                  for name, s in searchers.items()}
         times = latencies(retrievers, vectors, args.reps)
         for name, searcher in searchers.items():
             if name != "seismic":

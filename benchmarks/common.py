@@ -17,7 +17,7 @@ import shutil
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,23 @@ def today() -> str:
 
 def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
+
+
+def docids(hits: Sequence[tuple[str, Any]]) -> list[str]:
+    """The docids of a searcher's ranked (docid, score) hits."""
+    return [d for d, _ in hits]
+
+
+def recall(exact: Sequence[Sequence[str]], got: Sequence[Sequence[str]], depth: int) -> float:
+    """recall@depth of approximate ranked docid lists against exact ones: per query, the share of its
+    exact top-depth that the approximate top-depth also holds, averaged over the queries that have
+    an exact hit (a query with none says nothing about recall); nan when no query has one."""
+    shares = []
+    for ref, mine in zip(exact, got, strict=True):
+        want = set(ref[:depth])
+        if want:
+            shares.append(len(want & set(mine[:depth])) / len(want))
+    return sum(shares) / len(shares) if shares else float("nan")
 
 
 def percentile(values: list[float], p: float) -> float:

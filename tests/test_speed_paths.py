@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import math
 import importlib.util
 import subprocess
 import sys
@@ -193,3 +194,17 @@ def test_benchmarks_append_a_dated_section_with_machine_and_command(tmp_path):
     text = docs.read_text()
     assert text.startswith("# Benchmarks\n\nearlier results\n\n## Scale (")
     assert "Machine: " in text and "Command: `" in text and text.rstrip().endswith("| 10 | 5 |")
+
+
+def test_benchmark_recall_is_per_query_over_queries_with_exact_hits():
+    """The one recall of every benchmark (common.recall): each query's share of its exact top-depth,
+    averaged; a query with no exact hit is left out rather than counted as found or missed."""
+    import common
+
+    exact = [["a", "b", "c", "d"], [], ["x"]]
+    got = [["b", "a", "z", "c"], ["q"], []]
+    assert common.recall(exact, got, 2) == pytest.approx((2 / 2 + 0 / 1) / 2)
+    assert common.recall(exact, got, 4) == pytest.approx((3 / 4 + 0) / 2)  # a pooled count would give 3/5
+    assert math.isnan(common.recall([[], []], [["a"], []], 10))
+    with pytest.raises(ValueError):
+        common.recall(exact, got[:2], 10)  # unequal lists would pair the wrong queries

@@ -25,15 +25,32 @@ def test_ranked_bm25_keeps_decimal_order():
     assert ties.ranked(hits, "bm25") == [("c", "10.0000"), ("d", "9.5000"), ("a", "1.1000"), ("b", "1.1000")]
 
 
-def test_exact_impacts_equal_one_at_a_time():
+def test_ranked_impacts_scores_equal_exact_impact_one_at_a_time():
     scores = [0.0, 1.0, 148200.0, 2.0**24 - 1, 3.004, 6.996]
-    assert ties.exact_impacts(scores) == [ties.exact_impact(s) for s in scores] == [0, 1, 148200, 2**24 - 1, 3, 7]
-    assert ties.exact_impacts([]) == []
+    got = ties.ranked_impacts([f"d{i}" for i in range(len(scores))], scores)
+    assert sorted(score for _, score in got) == sorted(ties.exact_impact(s) for s in scores)
+    assert [score for _, score in got] == [2**24 - 1, 148200, 7, 3, 1, 0]
+    assert ties.ranked_impacts([], []) == []
+    with pytest.raises(ValueError):
+        ties.ranked_impacts(["a"], [1.0, 2.0])
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_ranked_impacts_equals_the_plain_sort_in_any_input_order(seed):
+    """Engines return hits by score (the fast path: only tie runs are sorted) or in any order."""
+    rng = random.Random(seed)
+    n = rng.randint(0, 1500)
+    ids = rng.sample([f"d{i}" for i in range(10 * n + 1)], n)
+    scores = [float(rng.randrange(rng.choice([2, 5, 50, 10**6]))) for _ in range(n)]
+    plain = sorted(zip(ids, [int(s) for s in scores]), key=ties.order_key("impact"))
+    assert ties.ranked_impacts(ids, scores) == plain
+    by_score = sorted(zip(ids, scores), key=lambda h: -h[1])  # engine order: by score, ties arbitrary
+    assert ties.ranked_impacts([d for d, _ in by_score], [s for _, s in by_score]) == plain
 
 
 @pytest.mark.parametrize("bad", [2.5, 2.0**24, 7.02, -2.0**24, float("nan"), float("inf"), float("-inf"), -1e30])
-def test_exact_impacts_refuse_what_exact_impact_refuses(bad):
+def test_ranked_impacts_refuse_what_exact_impact_refuses(bad):
     with pytest.raises(ReproError, match=re.escape(f"impact score {bad}")):
-        ties.exact_impacts([1.0, bad, 2.0])
+        ties.ranked_impacts(["a", "b", "c"], [1.0, bad, 2.0])
     with pytest.raises(ReproError, match=re.escape(f"impact score {bad}")):
         ties.exact_impact(bad)

@@ -198,18 +198,18 @@ class LuceneImpactSearcher:
         return builder.build()
 
     def raw(self, vector: dict[str, int], depth: int) -> list[ties.Hit]:
-        """Top-``depth`` (docid, exact integer score) in Lucene's order (ties not yet resolved)."""
+        """Top-``depth`` (docid, exact integer score) in the tie rule's order."""
         top = self._searcher.search(self._query(vector), depth)
         # One Java call turns the hits into parallel arrays (ids, scores): a JNI round trip per
         # hit would cost more than the search itself at 1000 hits.
         hits = self._ScoredDocs.fromTopDocs(top, self._searcher)
-        return [(docid, ties.exact_impact(score)) for docid, score in zip(hits.docids, hits.scores)]
+        return ties.ranked_impacts(list(hits.docids), list(hits.scores))
 
     def search(self, vector: dict[str, int], k: int = defaults.HITS) -> list[ties.Hit]:
         """Exact top-k (docid, score) under the tie rule."""
         if not any(w > 0 for w in vector.values()):
             return []
-        return ties.top_k(lambda depth: self.raw(vector, depth), k)
+        return ties.top_k(lambda depth: self.raw(vector, depth), k, ordered=True)
 
 
 def open_searcher(index: Path, *, settings: dict[str, Any], memory: str | None = None) -> LuceneImpactSearcher:

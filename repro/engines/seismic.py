@@ -156,6 +156,7 @@ class SeismicSearcher:
 
     def raw(self, vector: dict[str, int], depth: int, *, query_cut: int | None = None,
             heap_factor: float | None = None) -> list[ties.Hit]:
+        """Top-``depth`` (docid, exact integer score) in the tie rule's order."""
         import numpy as np
 
         known = [(str(self.tokens[t]), float(w)) for t, w in vector.items() if w > 0 and t in self.tokens]
@@ -166,11 +167,15 @@ class SeismicSearcher:
         given = check_settings({"query_cut": query_cut, "heap_factor": heap_factor}, SEARCH_SETTINGS, "search")
         hits = self.index.search("q", comps, vals, k=depth, query_cut=given.get("query_cut", self.query_cut),
                                  heap_factor=given.get("heap_factor", self.heap_factor))
-        return list(zip([docid for _, _, docid in hits], ties.exact_impacts([score for _, score, _ in hits])))
+        if not hits:
+            return []
+        _, scores, docids = zip(*hits)  # (query id, float score, docid) triples, transposed in C
+        return ties.ranked_impacts(docids, scores)
 
     def search(self, vector: dict[str, int], k: int = defaults.HITS, *, query_cut: int | None = None,
                heap_factor: float | None = None) -> list[ties.Hit]:
-        return ties.top_k(lambda depth: self.raw(vector, depth, query_cut=query_cut, heap_factor=heap_factor), k)
+        return ties.top_k(lambda depth: self.raw(vector, depth, query_cut=query_cut, heap_factor=heap_factor), k,
+                          ordered=True)
 
 
 def open_searcher(index: Path, *, settings: dict[str, Any], memory: str | None = None) -> SeismicSearcher:
