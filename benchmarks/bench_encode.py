@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -60,22 +59,9 @@ def st_vectors(model, texts: list[str], batch_size: int, factor: int = 100) -> l
     return out
 
 
-def count_differences(pairs: Iterable[tuple[dict[str, int], dict[str, int]]]) -> dict[str, int]:
-    """Over (ours, theirs) vectors keyed by token: terms in either, integer weights that differ, max |difference|."""
-    differ = total = worst = 0
-    for a, b in pairs:
-        for tok in set(a) | set(b):
-            total += 1
-            d = abs(a.get(tok, 0) - b.get(tok, 0))
-            if d:
-                differ += 1
-                worst = max(worst, d)
-    return {"weights": total, "differ": differ, "max_abs_diff": worst}
-
-
 def compare(ours: list[dict[str, int]], theirs: list[dict[int, int]], vocab: list[str], special: set[int]) -> dict[str, int]:
     """count_differences against vectors keyed by token id, special tokens dropped from theirs."""
-    return count_differences((a, {vocab[c]: v for c, v in b.items() if c not in special}) for a, b in zip(ours, theirs))
+    return common.count_differences((a, {vocab[c]: v for c, v in b.items() if c not in special}) for a, b in zip(ours, theirs))
 
 
 def bench_model(name: str, path: Path, texts: list[str], *, max_length: int, batch_size: int, reps: int,
@@ -97,7 +83,7 @@ def bench_model(name: str, path: Path, texts: list[str], *, max_length: int, bat
     v_st = st_vectors(st, texts, batch_size)
     check = compare(v_ours, v_st, ours.vocab, special)
     v_mixed = mixed.encode(texts, batch_size=batch_size)
-    mixed_check = count_differences(zip(v_mixed, v_ours))
+    mixed_check = common.count_differences(zip(v_mixed, v_ours))
     candidates = {
         "sentence-transformers encode_document": lambda: st_vectors(st, texts, batch_size),
         "repro SpladeEncoder fp32": lambda: ours.encode(texts, batch_size=batch_size),
@@ -117,7 +103,7 @@ def bench_model(name: str, path: Path, texts: list[str], *, max_length: int, bat
     bf16_check = None
     if ours_bf16 is not None:
         v_bf = ours_bf16.encode(texts, batch_size=batch_size)
-        bf16_check = count_differences(zip(v_bf, v_ours))
+        bf16_check = common.count_differences(zip(v_bf, v_ours))
         candidates["repro SpladeEncoder bf16 autocast"] = lambda: ours_bf16.encode(texts, batch_size=batch_size)
     times = common.interleaved(candidates, reps)
     n = len(texts)
@@ -223,7 +209,7 @@ def _compare_outputs(collection: Path, st_file: Path, model: Path) -> dict[str, 
     for line in st_file.read_text(encoding="utf-8").splitlines():
         record = json.loads(line)
         theirs[record["id"]] = {t: w for t, w in record["vector"].items() if t not in special}
-    counts = count_differences((ours.get(doc_id, {}), vector) for doc_id, vector in theirs.items())
+    counts = common.count_differences((ours.get(doc_id, {}), vector) for doc_id, vector in theirs.items())
     return {**counts, "documents": len(theirs), "missing_documents": len(set(theirs) - set(ours))}
 
 

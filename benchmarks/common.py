@@ -17,7 +17,7 @@ import shutil
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,8 @@ def machine() -> str:
         import torch
 
         extra = f", torch {torch.__version__}"
+        if torch.cuda.is_available():  # every GPU number carries the card's name
+            extra += f", GPU {torch.cuda.get_device_name(0)}"
     except ImportError:
         pass
     return f"{cpu}, {os.cpu_count()} cores{ram}, Python {platform.python_version()}{extra}"
@@ -80,6 +82,19 @@ def recall(exact: Sequence[Sequence[str]], got: Sequence[Sequence[str]], depth: 
         if want:
             shares.append(len(want & set(mine[:depth])) / len(want))
     return sum(shares) / len(shares) if shares else float("nan")
+
+
+def count_differences(pairs: Iterable[tuple[dict[str, int], dict[str, int]]]) -> dict[str, int]:
+    """Over (ours, theirs) vectors keyed by token: terms in either, integer weights that differ, max |difference|."""
+    differ = total = worst = 0
+    for a, b in pairs:
+        for tok in set(a) | set(b):
+            total += 1
+            d = abs(a.get(tok, 0) - b.get(tok, 0))
+            if d:
+                differ += 1
+                worst = max(worst, d)
+    return {"weights": total, "differ": differ, "max_abs_diff": worst}
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -120,12 +135,14 @@ def add_run_options(parser: Any, smoke_help: str = "tiny sizes: checks that the 
     parser.add_argument("--smoke", action="store_true", help=smoke_help)
     parser.add_argument("--json", type=Path, default=None, help="also write the results as JSON")
     parser.add_argument("--no-append", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    parser.add_argument("--docs-file", type=Path, default=None, metavar="FILE",
+                        help="append the section to FILE instead of docs/benchmarks.md (a device run: into $OUT)")
 
 
 def publish(args: Any, title: str, body: str) -> None:
     """Append a finished run to docs/benchmarks.md, except smoke runs and --no-append."""
     if not (args.smoke or args.no_append):
-        append_to_docs(title, body)
+        append_to_docs(title, body, docs=args.docs_file)
 
 
 def append_to_docs(title: str, body: str, *, docs: Path | None = None) -> Path:
@@ -135,7 +152,8 @@ def append_to_docs(title: str, body: str, *, docs: Path | None = None) -> Path:
 
     target = docs or ROOT / "docs" / "benchmarks.md"
     old = target.read_text(encoding="utf-8") if target.exists() else "# Benchmarks\n"
-    command = " ".join([".venv/bin/python", str(Path(sys.argv[0]).relative_to(ROOT)) if Path(sys.argv[0]).is_absolute()
+    python = ".venv/bin/python" if Path(sys.prefix).resolve() == (ROOT / ".venv").resolve() else "python3"
+    command = " ".join([python, str(Path(sys.argv[0]).relative_to(ROOT)) if Path(sys.argv[0]).is_absolute()
                         and ROOT in Path(sys.argv[0]).parents else sys.argv[0], *sys.argv[1:]])
     section = (f"## {title} ({today()}, appended by the script)\n\nMachine: {machine()}.\n"
                f"Command: `{command}`\n\n{body.strip()}\n")

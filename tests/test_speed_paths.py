@@ -208,3 +208,11 @@ def test_benchmark_recall_is_per_query_over_queries_with_exact_hits():
     assert math.isnan(common.recall([[], []], [["a"], []], 10))
     with pytest.raises(ValueError):
         common.recall(exact, got[:2], 10)  # unequal lists would pair the wrong queries
+
+
+@pytest.mark.parametrize("script", ["gpu_prepare.sh", "gpu_run.sh"])
+def test_device_scripts_parse(script):
+    """The GPU scripts run only where a GPU is lent, rarely: at least they must be valid bash."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / script
+    done = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
