@@ -95,9 +95,9 @@ def run_size(docs: int, args, encoders: dict, synth) -> dict:
         for enc in encoders.values():
             enc.encode([texts[j]])
     times: dict[str, list[float]] = {}
-    # (exact, approximate) docid lists per retriever, scored by common.recall at the end
-    recall: dict[str, tuple[list, list]] = {}
-    own_recall: dict[str, tuple[list, list, int]] = {}  # inference-free own vectors vs exact Lucene on the same vector
+    # (exact, approximate) docid lists per query, scored by common.recall at the end
+    recall_pairs: dict[str, list[tuple[list, list]]] = {}
+    own_pairs: dict[tuple[str, int], list[tuple[list, list]]] = {}  # inference-free own vectors, by (name, depth)
     own_exact: list[list[str]] = []  # the exact top-k of each query's own vector (one inference-free model)
     for j, (vec, text) in enumerate(zip(vectors, texts)):
         names = list(encoders)
@@ -124,16 +124,17 @@ def run_size(docs: int, args, encoders: dict, synth) -> dict:
             for rname in retrievers:
                 if rname.startswith("seismic"):
                     for depth in (10, args.hits):
-                        pairs = own_recall.setdefault(f"{name} {rname} @{depth}", ([], [], depth))
-                        pairs[0].append(own_exact[-1]), pairs[1].append(common.docids(got[rname]))
+                        own_pairs.setdefault((f"{name} {rname}", depth), []).append(
+                            (own_exact[-1], common.docids(got[rname])))
         for name in retrievers:
             if name.startswith("seismic"):
-                pairs = recall.setdefault(name, ([], []))
-                pairs[0].append(common.docids(results["lucene in-process"])), pairs[1].append(common.docids(results[name]))
+                recall_pairs.setdefault(name, []).append(
+                    (common.docids(results["lucene in-process"]), common.docids(results[name])))
     lucene.close()
     return {"docs": docs, "times": times, "hits": args.hits,
-            "recall_at_10": {k: common.recall(exact, got, 10) for k, (exact, got) in recall.items()},
-            "own_recall": {k: common.recall(exact, got, depth) for k, (exact, got, depth) in own_recall.items()},
+            "recall_at_10": {k: common.recall(*zip(*pairs), 10) for k, pairs in recall_pairs.items()},
+            "own_recall": {f"{k} @{depth}": common.recall(*zip(*pairs), depth)
+                           for (k, depth), pairs in own_pairs.items()},
             "build": idx["lucene_build"], "own_exact": own_exact, "seismic_builds": idx["seismic_builds"]}
 
 

@@ -10,8 +10,8 @@
 
 from __future__ import annotations
 
-import math
 import importlib.util
+import math
 import subprocess
 import sys
 from pathlib import Path

@@ -59,9 +59,9 @@ def _exact_array(scores: Sequence[float], where: str = ""):
 def ranked_impacts(docids: Sequence[str], scores: Sequence[float], where: str = "") -> list[Hit]:
     """An engine's (docids, float scores) as exact impact hits in the tie rule's order, in one pass.
 
-    Why not ``ranked``: at top-1000 the tie rule was a sixth of a Seismic query. Engines return hits
-    by score already, so only the runs of equal scores need sorting by docid; numpy finds the runs
-    and only those are sorted (any input order is still accepted: it is sorted by score first)."""
+    Why this shape: at top-1000 the tie rule was a sixth of a Seismic query. Engines return hits by
+    score already, so only the runs of equal scores need sorting by docid; numpy finds the runs and
+    only those are sorted (any input order is still accepted: it is sorted by score first)."""
     import numpy as np
 
     exact = _exact_array(scores, where)
