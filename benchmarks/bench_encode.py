@@ -10,6 +10,7 @@ FFN shape measured in the same run (common.gemm_ceiling), the practical roof on 
     .venv/bin/python benchmarks/bench_encode.py                 # splade-tiny + BERT-base-sized
     .venv/bin/python benchmarks/bench_encode.py --smoke         # seconds, for tests
     .venv/bin/python benchmarks/bench_encode.py --whole-process --passages ../shared/data/msmarco-passage-dl20-pool/corpus.jsonl
+    .venv/bin/python benchmarks/bench_encode.py --fp32-emulation   # AMX: fp32 emulated by bf16 parts vs fp32
 
 ``--whole-process`` measures what a user runs: `repro encode` as a command (start-up imports,
 reading, tokenization, encoding, JSON shards, manifest hashing) against a Python process that loads
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -291,6 +293,66 @@ def whole_process(args) -> int:
     return 0 if not check["missing_documents"] else 1
 
 
+def bf16_split(x, parts: int) -> list:
+    """``x`` (fp32) as ``parts`` bf16-representable fp32 tensors that sum to it (to 8 bits each)."""
+    out, rest = [], x
+    for _ in range(parts):
+        part = rest.bfloat16().float()
+        out.append(part)
+        rest = rest - part
+    return out
+
+
+def fp32_emulation(args) -> int:
+    """Can AMX make the encoder's fp32 matmuls faster with fp32 accuracy? The encoder (not the head)
+    bounds the BERT-base-sized ratio, and its GEMMs already run at the fp32 roof. The one route
+    left is fp32 emulated by bf16 pieces on AMX: split A and B into bf16 parts and sum the part
+    products with fp32 accumulation (3 products: ~16 bits; 6 products: ~fp32's 24 bits). torch on
+    CPU has no bf16 x bf16 -> fp32 matmul, so the products go through oneDNN's bf16 fp-math mode
+    (fp32 tensors in and out, bf16 multiplies, fp32 accumulation), one GEMM over the concatenated
+    parts. Timed on BERT-base's FFN shape against plain fp32, error against float64."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    m, k, n = 2048, 768, 3072
+    torch.manual_seed(0)
+    a, b = torch.randn(m, k), torch.randn(k, n) / k**0.5
+    exact = a.double() @ b.double()
+    a_parts, b_parts = bf16_split(a, 3), bf16_split(b, 3)
+    # (i, j) part products kept: all with i + j <= 1 (x3) or <= 2 (x6); the rest fall below fp32's last bit
+    pairs = {3: [(0, 0), (0, 1), (1, 0)], 6: [(0, 0), (0, 1), (1, 0), (1, 1), (0, 2), (2, 0)]}
+    cases = {"fp32 (MKL, what the encoder runs)": (a, b, "none"),
+             # bf16 in and out: the AMX speed a native bf16 x bf16 -> fp32 GEMM could reach per product
+             "bf16 tensors, bf16 output (native AMX, for scale)": (a.bfloat16(), b.bfloat16(), "none"),
+             "bf16 fp-math, 1 product (bf16 accuracy)": (a, b, "bf16")}
+    for count, keep in pairs.items():
+        cases[f"bf16 fp-math, {count} part products (emulated fp32)"] = (
+            torch.cat([a_parts[i] for i, _ in keep], 1).contiguous(),
+            torch.cat([b_parts[j] for _, j in keep], 0).contiguous(), "bf16")
+    backend = torch.backends.mkldnn.matmul
+    before = backend.fp32_precision
+    rows, base = [], None
+    try:
+        for label, (x, y, mode) in cases.items():
+            backend.fp32_precision = mode
+            got = x @ y
+            times = []
+            for _ in range(args.reps * 3):
+                start = time.perf_counter()
+                x @ y
+                times.append(time.perf_counter() - start)
+            sec = common.median(times)
+            base = base or sec
+            err = float((got.double() - exact).abs().max() / exact.abs().max())
+            rows.append([label, 1000 * sec, base / sec, f"{err:.1e}"])
+    finally:
+        backend.fp32_precision = before
+    table = common.markdown_table(["GEMM 2048x768 @ 768x3072", "median ms", "speed vs fp32", "max error / largest entry"], rows)
+    print(table)
+    common.publish(args, "Exact fp32 through AMX? fp32 emulated by bf16 parts", table)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--texts", type=int, default=400, help="texts for splade-tiny")
@@ -307,8 +369,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=None, help="model folder for --whole-process (default: splade-tiny; "
                         "'base': the BERT-base-sized one)")
     parser.add_argument("--precision", default="auto", help="--whole-process: repro encode's --precision")
+    parser.add_argument("--fp32-emulation", action="store_true",
+                        help="only time fp32 emulated by bf16 parts on AMX against plain fp32 (see fp32_emulation)")
     common.add_run_options(parser)
     args = parser.parse_args(argv)
+    if args.fp32_emulation:
+        return fp32_emulation(args)
     if args.whole_process:
         if args.passages is None:
             parser.error("--whole-process needs --passages FILE.jsonl")

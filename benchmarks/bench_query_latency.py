@@ -158,8 +158,9 @@ def alone_child(spec_file: Path) -> int:
     for (cut, heap), hits in [(c, k) for c in spec["settings"] for k in spec["depths"]]:
         for text in texts[: spec["warmup"]]:
             searcher.search(encoder.encode([text])[0], hits, query_cut=cut, heap_factor=heap)
-        enc, e2e, runs = [], [], []
+        enc, e2e, runs, again = [], [], [], 0
         for text in texts:
+            before = searcher.searches
             start = time.perf_counter()
             vector = encoder.encode([text])[0]
             middle = time.perf_counter()
@@ -167,7 +168,9 @@ def alone_child(spec_file: Path) -> int:
             e2e.append(time.perf_counter() - start)
             enc.append(middle - start)
             runs.append(common.docids(ranked))
-        out[f"{cut}:{heap}:{hits}"] = {"cut": cut, "heap": heap, "hits": hits, "encode": enc, "e2e": e2e, "runs": runs}
+            again += searcher.searches - before > 1  # searched deeper: the cutoff tied past the first depth
+        out[f"{cut}:{heap}:{hits}"] = {"cut": cut, "heap": heap, "hits": hits, "encode": enc, "e2e": e2e, "runs": runs,
+                                       "searched_again": again}
     Path(spec["output"]).write_text(json.dumps(out))
     return 0
 
@@ -192,6 +195,7 @@ def alone_rows(res: dict, args, model: Path, texts: list[str]) -> list[list]:
             rec = {depth: common.recall(res["own_exact"], part["runs"], depth)
                    for depth in sorted({10, part["hits"]})}
             quality = ", ".join(f"recall@{d} {r:.3f}" for d, r in rec.items())
+            quality += f", {part['searched_again']} of {len(texts)} searched again (tie at rank {part['hits']})"
             rows.append([res["docs"], f"inference-free ALONE in its process, top-{part['hits']}: static table + Seismic "
                          f"{label}cut {part['cut']} heap {part['heap']}, own query vector, {quality}",
                          *(1000 * pct(x, q) for x in (part["encode"], ret, part["e2e"]) for q in (50, 99))])

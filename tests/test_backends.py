@@ -187,13 +187,27 @@ def test_onnx_runtime_refuses_other_dtypes(built, tmp_path):
 
 
 @pytest.mark.parametrize("flag,value", [("--heap-factor", "0"), ("--query-cut", "0"), ("--query-cut", "-3"),
-                                        ("--heap-factor", "1.5")])
+                                        ("--heap-factor", "nan"), ("--heap-factor", "inf")])
 def test_zero_or_negative_seismic_search_settings_are_refused(built, seismic_index, tmp_path, flag, value):
-    """0 used to mean "the default" (`heap_factor or 0.8`) and negatives overflowed inside Seismic."""
+    """0 used to mean "the default" (`heap_factor or 0.8`), negatives overflowed inside Seismic, and nan
+    passed a `<= 0` check."""
     result = CliRunner().invoke(cli, ["search", str(seismic_index), flag, value, "--encoded-queries",
                                       str(built["tmp"] / "q.tsv"), "-o", str(tmp_path / "x.trec")])
     assert result.exit_code == 2 and flag.strip("-").replace("-", "_") in result.output
     assert not (tmp_path / "x.trec").exists()
+
+
+def test_heap_factor_above_one_is_passed_to_seismic(built, seismic_index, tmp_path):
+    """Seismic takes heap_factor > 1 (more skipping, its guidelines); repro passes it on, and a
+    query still gets its hits (the heap is filled before any block is skipped)."""
+    runs = {}
+    for factor in ("1.0", "3.0"):
+        out = tmp_path / f"h{factor}.trec"
+        result = CliRunner().invoke(cli, ["search", str(seismic_index), "--heap-factor", factor, "--encoded-queries",
+                                          str(built["tmp"] / "q.tsv"), "--hits", "5", "-o", str(out)])
+        assert result.exit_code == 0, result.output
+        runs[factor] = out.read_text().splitlines()
+    assert runs["3.0"] and len(runs["3.0"]) == len(runs["1.0"])
 
 
 def test_zero_seismic_build_setting_is_refused(built, tmp_path):

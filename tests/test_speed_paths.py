@@ -161,6 +161,19 @@ def test_bench_encode_smoke(tmp_path):
     _smoke("bench_encode.py", tmp_path)
 
 
+def test_bench_encode_fp32_emulation_probe(tmp_path):
+    """The AMX probe behind docs/benchmarks.md's claim that exact fp32 cannot be bought with bf16 parts:
+    its rows come out whole, one bf16 product is far less accurate than fp32, and six part products are
+    as accurate as fp32 (so the probe measures real emulation, not a bf16 GEMM under another name)."""
+    import re
+
+    out = _smoke("bench_encode.py", tmp_path, "--fp32-emulation", "--reps", "1", timeout=300)
+    err = {label.strip(): float(e) for label, e in re.findall(r"^\|([^|]+)\|[^|]+\|[^|]+\|\s*([0-9.e+-]+)\s*\|$", out, re.M)}
+    fp32 = err["fp32 (MKL, what the encoder runs)"]
+    assert err["bf16 fp-math, 1 product (bf16 accuracy)"] > 100 * fp32, err
+    assert err["bf16 fp-math, 6 part products (emulated fp32)"] < 4 * fp32, err
+
+
 @pytest.mark.slow
 def test_bench_encode_whole_process_smoke(tmp_path, shared_data):
     """`repro encode` against a sentence-transformers process on real passages: both tables whole,

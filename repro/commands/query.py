@@ -27,7 +27,7 @@ INTERACTIVE_QUERY_CUT = 10  # a few results for a person, not a 1000-deep run: s
 @click.option("--query-cut", type=int, default=None,
               help="Seismic: heaviest query terms scanned (default here 10: top-10 recall 1.000 on Cranfield/CACM at half "
                    "the latency of `repro search`'s 20; docs/benchmarks.md).")
-@click.option("--heap-factor", type=float, default=None, help="Seismic: block-skipping aggressiveness, 0-1.")
+@click.option("--heap-factor", type=float, default=None, help="Seismic: block skipping, > 0; higher is faster and less exact (default 0.8).")
 @click.option("--setting", "settings", multiple=True, metavar="KEY=VALUE",
               help="Engine search setting (repeatable), e.g. Milvus's drop_ratio_search (a Milvus server only).")
 @click.option("--show-terms", default=0, show_default=True, help="Also print the query's N heaviest terms.")

@@ -33,7 +33,7 @@ from repro.errors import success
 @click.option("--runtime", type=click.Choice(RUNTIMES), default="torch", show_default=True,
               help="Query encoder runtime for --model (onnx: same vectors, faster on CPU; onnx-int8: approximate).")
 @click.option("--query-cut", type=int, default=None, help="Seismic: heaviest query terms scanned (default 20).")
-@click.option("--heap-factor", type=float, default=None, help="Seismic: block-skipping aggressiveness, 0-1 (default 0.8).")
+@click.option("--heap-factor", type=float, default=None, help="Seismic: block skipping, > 0; higher is faster and less exact (default 0.8).")
 @click.option("--setting", "settings", multiple=True, metavar="KEY=VALUE",
               help="Engine search setting (repeatable), e.g. Milvus's drop_ratio_search, dim_max_score_ratio "
                    "(approximate; a Milvus server only).")

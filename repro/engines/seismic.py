@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
+import operator
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -35,6 +37,7 @@ DEFAULTS = {"centroid_fraction": 0.1, "summary_energy": 0.4, "doc_cut": 15, "min
 BUILD_SETTINGS: dict[str, Any] = {**DEFAULTS, "n_postings": None}
 _INTEGER_SETTINGS = {"n_postings", "doc_cut", "min_cluster_size", "query_cut"}
 SEARCH_SETTINGS: dict[str, Any] = {"query_cut": 20, "heap_factor": 0.8}
+_SCORE, _DOCID = operator.itemgetter(1), operator.itemgetter(2)  # fields of Seismic's hit triples
 
 
 def is_available() -> bool:
@@ -50,7 +53,9 @@ def _require():
 
 
 def check_settings(settings: dict[str, Any], allowed: dict[str, Any], what: str) -> dict[str, Any]:
-    """Names known, numbers positive (a 0 or negative setting makes Seismic return nothing or overflow)."""
+    """Names known, numbers positive and finite (a 0 or negative setting makes Seismic return nothing or
+    overflow). heap_factor may exceed 1: Seismic then skips blocks more aggressively (its guidelines:
+    higher is faster and less accurate), which the top-1000 latency benchmark measures."""
     out: dict[str, Any] = {}
     for key, value in settings.items():
         if key not in allowed:
@@ -58,12 +63,10 @@ def check_settings(settings: dict[str, Any], allowed: dict[str, Any], what: str)
                              f"{', '.join(sorted(allowed))}")
         if value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
             raise ReproError(f"Seismic {what} setting {key}={value!r} must be a positive number")
         if key in _INTEGER_SETTINGS and int(value) != value:
             raise ReproError(f"Seismic {what} setting {key}={value!r} must be a whole number")
-        if key == "heap_factor" and value > 1:
-            raise ReproError(f"Seismic search setting heap_factor={value!r} must be in (0, 1]")
         out[key] = int(value) if key in _INTEGER_SETTINGS else float(value)
     return out
 
@@ -153,6 +156,7 @@ class SeismicSearcher:
         self.query_cut = given.get("query_cut", SEARCH_SETTINGS["query_cut"])
         self.heap_factor = given.get("heap_factor", SEARCH_SETTINGS["heap_factor"])
         self.documents = self.index.len
+        self.searches = 0  # calls into Seismic: a query searched again deeper (tie at the cutoff) counts twice
 
     def raw(self, vector: dict[str, int], depth: int, *, query_cut: int | None = None,
             heap_factor: float | None = None) -> list[ties.Hit]:
@@ -165,17 +169,19 @@ class SeismicSearcher:
         comps = np.array([c for c, _ in known], dtype=self.string)
         vals = np.array([w for _, w in known], dtype=np.float32)
         given = check_settings({"query_cut": query_cut, "heap_factor": heap_factor}, SEARCH_SETTINGS, "search")
+        self.searches += 1
         hits = self.index.search("q", comps, vals, k=depth, query_cut=given.get("query_cut", self.query_cut),
                                  heap_factor=given.get("heap_factor", self.heap_factor))
         if not hits:
             return []
-        _, scores, docids = zip(*hits)  # (query id, float score, docid) triples, transposed in C
-        return ties.ranked_impacts(docids, scores)
+        # (query id, float score, docid) triples; two C-level passes beat zip(*hits) at 1,000 hits
+        scores = np.fromiter(map(_SCORE, hits), dtype=np.float64, count=len(hits))
+        return ties.ranked_impacts(list(map(_DOCID, hits)), scores)
 
     def search(self, vector: dict[str, int], k: int = defaults.HITS, *, query_cut: int | None = None,
                heap_factor: float | None = None) -> list[ties.Hit]:
         return ties.top_k(lambda depth: self.raw(vector, depth, query_cut=query_cut, heap_factor=heap_factor), k,
-                          ordered=True)
+                          ordered=True, tight=True)
 
 
 def open_searcher(index: Path, *, settings: dict[str, Any], memory: str | None = None) -> SeismicSearcher:
