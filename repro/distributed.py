@@ -44,6 +44,20 @@ def barrier() -> None:
         dist.barrier()
 
 
+def end_process_group() -> None:
+    """Leave the torchrun group together (a no-op in a single process): every rank waits until rank 0
+    has written the model, then the group is destroyed. A rank that exits with gloo's threads still
+    running can abort at exit ("terminate called without an active exception", seen in the
+    two-rank test) and fail the whole launch after training succeeded."""
+    if rank_and_world()[1] <= 1:
+        return
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def main_first(fn):
     """Run ``fn`` on rank 0 first, then on the other ranks; a user error on rank 0 ends every rank.
 

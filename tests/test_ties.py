@@ -57,3 +57,19 @@ def test_ranked_impacts_refuse_what_exact_impact_refuses(bad):
         ties.ranked_impacts(["a", "b", "c"], [1.0, bad, 2.0])
     with pytest.raises(ReproError, match=re.escape(f"impact score {bad}")):
         ties.exact_impact(bad)
+
+
+def test_tight_first_depth_still_resolves_a_tie_past_it():
+    """Seismic's tight first depth (k + 30) asks for less, but a tie group running past it is still
+    fetched whole: the result is the rule's, not the engine's internal order."""
+    engine_order = [f"d{i:03d}" for i in reversed(range(100))]  # all tie; the engine returns the largest ids first
+    asked: list[int] = []
+
+    def fetch(depth: int):
+        asked.append(depth)
+        return ties.ranked_impacts(engine_order[:depth], [5.0] * min(depth, 100))
+
+    got = ties.top_k(fetch, 10, ordered=True, tight=True)
+    assert got == [(f"d{i:03d}", 5) for i in range(10)]
+    assert asked == [40, 160]
+    assert ties.first_depth(1000, tight=True) == 1030 and ties.first_depth(1000) == 1100

@@ -213,7 +213,7 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
     from repro.train.callbacks import plot_curves, read_records
     from repro.train.modelcard import model_card
 
-    from repro.distributed import init_process_group, is_main_process, main_first
+    from repro.distributed import end_process_group, init_process_group, is_main_process, main_first
 
     cfg.validate()
     init_process_group()
@@ -231,6 +231,7 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
     seconds = time.perf_counter() - t0
     state = trainer.state
     if not is_main_process():
+        end_process_group()
         return {"rank_finished": True, "steps": state.global_step}
     diagnostics = parts["diagnostics"]
     if diagnostics.last_step != state.global_step:
@@ -271,6 +272,7 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
     summary["work"] = str(work)
     if cfg.push_to_hub:
         summary["pushed"] = push_to_hub(out, cfg.push_to_hub)
+    end_process_group()
     return summary
 
 
