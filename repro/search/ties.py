@@ -50,11 +50,11 @@ def _exact_array(scores: Sequence[float], where: str = ""):
     values = np.asarray(scores, dtype=np.float64)
     exact = np.rint(values)
     if values.size:
-        with np.errstate(invalid="ignore"):  # a nan or inf makes both maxima nan or inf, caught below
+        with np.errstate(invalid="ignore"):  # a nan or inf makes both maxima nan or inf: not ok
             ok = np.abs(values - exact).max() <= 0.01 and np.abs(exact).max() < EXACT_LIMIT
-        if not ok:
-            bad = ~np.isfinite(values) | (np.abs(values - exact) > 0.01) | (np.abs(exact) >= EXACT_LIMIT)
-            exact_impact(float(values[int(np.argmax(bad))]), where)  # raises with the first bad score
+            if not ok:
+                bad = ~np.isfinite(values) | (np.abs(values - exact) > 0.01) | (np.abs(exact) >= EXACT_LIMIT)
+                exact_impact(float(values[int(np.argmax(bad))]), where)  # raises with the first bad score
     return exact.astype(np.int64)
 
 
@@ -108,7 +108,7 @@ def first_depth(k: int, *, tight: bool = False) -> int:
     ``tight``: for engines where every hit fetched costs search time and a second search costs about
     one search (Seismic scores the document of each hit it keeps): TIGHT_MARGIN past k, whatever k.
     At 1M documents, 0-3 of 200 real queries were then searched again at top-1000, where k + 100
-    was fetched before; at top-10, k + 10 had sent over half of them to a second search
+    was fetched before; at top-10 (heap_factor 1.0), k + 10 had sent over half of them to a second search
     (bench_query_latency counts them; docs/benchmarks.md, "Top-1000 at 1M documents under 2 ms")."""
     return k + (TIGHT_MARGIN if tight else max(10, k // 10))
 

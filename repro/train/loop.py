@@ -268,11 +268,11 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
     write_manifest(out, "train", cfg.to_dict(), steps=state.global_step, train_rows=summary["train_rows"],
                    skipped_lines=summary["skipped_lines"], seconds_per_step=summary["seconds_per_step"],
                    best=summary.get("best"))
+    end_process_group()  # the model is written: the other ranks may exit (before any upload, however long)
     summary["output"] = str(out)
     summary["work"] = str(work)
     if cfg.push_to_hub:
         summary["pushed"] = push_to_hub(out, cfg.push_to_hub)
-    end_process_group()
     return summary
 
 
