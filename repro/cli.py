@@ -7,9 +7,11 @@ registered. Modules import heavy libraries (torch, pyserini) inside their functi
 
 from __future__ import annotations
 
+import faulthandler
 import importlib
 import os
 import pkgutil
+import signal
 import sys
 import traceback
 
@@ -77,8 +79,13 @@ def configure_process(verbose: bool) -> None:
 
     - tokenizers' own thread pool would fight torch's for the cores (and warns after a fork);
     - transformers' per-load warnings and progress bars are noise for a command-line user (``-v``
-      keeps them), applied lazily when transformers is imported, never importing it here.
+      keeps them), applied lazily when transformers is imported, never importing it here;
+    - ``kill -USR1 <pid>`` prints every thread's stack to stderr and lets the run go on, so a run
+      that seems stuck (a rank of a distributed job, a slow engine call) says where it is.
     """
+    stderr = sys.__stderr__  # the process's own fd 2, even while a caller has sys.stderr swapped for a buffer
+    if hasattr(signal, "SIGUSR1") and stderr is not None:  # no SIGUSR1 on Windows; no stderr under pythonw
+        faulthandler.register(signal.SIGUSR1, file=stderr, all_threads=True)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if not verbose:
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")

@@ -44,18 +44,37 @@ def barrier() -> None:
         dist.barrier()
 
 
-def end_process_group() -> None:
+TEARDOWN_SECONDS = 120.0
+
+
+def end_process_group(timeout_s: float = TEARDOWN_SECONDS) -> None:
     """Leave the torchrun group together (a no-op in a single process): every rank waits until rank 0
-    has written the model, then the group is destroyed. A rank that exits with gloo's threads still
-    running can abort at exit ("terminate called without an active exception", seen in the
-    two-rank test) and fail the whole launch after training succeeded."""
+    has written the model, then the group is destroyed.
+
+    Why destroy at all: a rank that exits with gloo's threads still running can abort at exit
+    ("terminate called without an active exception", seen in the two-rank test) and fail the whole
+    launch after training succeeded. Why bounded: destroying a group can itself hang, rarely
+    (pytorch#75097, open); the outputs are complete by then, so after ``timeout_s`` every thread's
+    stack is printed and the process exits 1 instead of holding the job forever. faulthandler's
+    watchdog is a C thread, so it fires even if the hang holds the GIL.
+    """
     if rank_and_world()[1] <= 1:
         return
+    import faulthandler
+    import gc
+
     import torch.distributed as dist
 
     if dist.is_initialized():
         dist.barrier()
-        dist.destroy_process_group()
+        faulthandler.dump_traceback_later(timeout_s, exit=True)
+        try:
+            # what still holds the group (a trainer's DDP wrapper kept by a reference cycle) is freed
+            # here, inside the bound: once a rank hung freeing it after the group was destroyed
+            gc.collect()
+            dist.destroy_process_group()
+        finally:
+            faulthandler.cancel_dump_traceback_later()
 
 
 def main_first(fn):

@@ -1,4 +1,5 @@
-"""Tiny, download-free models for tests and benchmarks: a random BERT MLM with its own tokenizer.
+"""Helpers shared by tests and benchmarks: tiny download-free models (a random BERT MLM with its own
+tokenizer, SparseEncoder shapes, hub-cache entries) and a torchrun launcher that reports hangs.
 
 Random weights from a config cost exactly what trained ones do, so benchmarks can use a
 BERT-base-sized model built here; tests use a 2-layer one that builds in about a second.
@@ -6,7 +7,37 @@ BERT-base-sized model built here; tests use a 2-layer one that builds in about a
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
+
+REPRO = str(Path(sys.executable).parent / "repro")  # the console script of this environment
+
+
+def torchrun(args: list[str], env: dict[str, str], hang_s: float, program: list[str] | None = None,
+             nproc: int = 2) -> tuple[subprocess.CompletedProcess, bool]:
+    """``repro ARGS`` on ``nproc`` ranks (``--standalone``: a free port, so concurrent jobs never join
+    each other's store); returns (result, hung). A run still going after ``hang_s`` is sent SIGUSR1
+    first (every repro rank then prints its stacks to stderr), then killed with its whole session."""
+    import psutil
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
+           *(program or ["--no-python", REPRO]), *args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=hang_s)
+        return subprocess.CompletedProcess(cmd, proc.returncode, out, err), False
+    except subprocess.TimeoutExpired:
+        for child in psutil.Process(proc.pid).children(recursive=True):
+            child.send_signal(signal.SIGUSR1)
+        time.sleep(3)
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        return subprocess.CompletedProcess(cmd, proc.returncode, out, err), True
 
 # Small English sample so the trained WordPiece vocabulary has real words, punctuation and
 # subwords; the texts are written for this project.

@@ -208,17 +208,31 @@ def build_trainer(cfg: TrainConfig, work: Path):
 def run_training(cfg: TrainConfig) -> dict[str, Any]:
     """Train, then write the model folder; returns the summary printed by the command."""
     cfg.validate()  # before the imports below load torch: a bad setting fails at once
+    from repro.distributed import end_process_group, init_process_group, is_main_process, main_first
+
+    init_process_group()
+    # only rank 0 writes; the others wait for its folders (or stop with its error)
+    out, work = main_first(lambda: _prepare_folders(cfg) if is_main_process() else (Path(cfg.output), work_dir(cfg.output)))
+    summary = _train_and_write(cfg, out, work)
+    # the trainer and its DDP wrapper (which holds the group) are unreachable by now, so they are torn
+    # down inside end_process_group's time bound, not later while a frame unwinds (a hang seen there)
+    end_process_group()  # the model is written: the other ranks may exit (before any upload, however long)
+    if not is_main_process():
+        return summary
+    summary["output"] = str(out)
+    summary["work"] = str(work)
+    if cfg.push_to_hub:
+        summary["pushed"] = push_to_hub(out, cfg.push_to_hub)
+    return summary
+
+
+def _train_and_write(cfg: TrainConfig, out: Path, work: Path) -> dict[str, Any]:
+    """Train and (rank 0) write the model folder; the trainer lives only inside this call."""
     from repro.outputs import atomic_dir
     from repro.manifest import write_manifest
     from repro.train.callbacks import plot_curves, read_records
     from repro.train.modelcard import model_card
 
-    from repro.distributed import end_process_group, init_process_group, is_main_process, main_first
-
-    cfg.validate()
-    init_process_group()
-    # only rank 0 writes; the others wait for its folders (or stop with its error)
-    out, work = main_first(lambda: _prepare_folders(cfg) if is_main_process() else (Path(cfg.output), work_dir(cfg.output)))
     trainer, parts = build_trainer(cfg, work)
     checkpoint = None
     if cfg.resume:
@@ -231,7 +245,6 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
     seconds = time.perf_counter() - t0
     state = trainer.state
     if not is_main_process():
-        end_process_group()
         return {"rank_finished": True, "steps": state.global_step}
     diagnostics = parts["diagnostics"]
     if diagnostics.last_step != state.global_step:
@@ -268,11 +281,6 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
     write_manifest(out, "train", cfg.to_dict(), steps=state.global_step, train_rows=summary["train_rows"],
                    skipped_lines=summary["skipped_lines"], seconds_per_step=summary["seconds_per_step"],
                    best=summary.get("best"))
-    end_process_group()  # the model is written: the other ranks may exit (before any upload, however long)
-    summary["output"] = str(out)
-    summary["work"] = str(work)
-    if cfg.push_to_hub:
-        summary["pushed"] = push_to_hub(out, cfg.push_to_hub)
     return summary
 
 
