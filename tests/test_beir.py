@@ -7,12 +7,12 @@ import importlib.util
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from repro.reproduce.preset import list_presets, load_preset
+from repro.testing import REPRO
 
 ROOT = Path(__file__).resolve().parent.parent
 PUBLIC = ["trec-covid", "nfcorpus", "nq", "hotpotqa", "fiqa", "arguana", "webis-touche2020", "quora",
@@ -22,7 +22,7 @@ FORUMS = ["android", "english", "gaming", "gis", "mathematica", "physics", "prog
 
 
 def repro(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([str(Path(sys.executable).parent / "repro"), *args], cwd=cwd, capture_output=True,
+    return subprocess.run([REPRO, *args], cwd=cwd, capture_output=True,
                           text=True, env={**os.environ, **(env or {})})
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import gzip
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from repro.formats.corpus import detect_format, iter_docs
 from repro.formats.qrels import detect_qrels_format, read_qrels
 from repro.formats.textio import ReadCounts
 from repro.formats.topics import detect_topic_format, read_topics
+from repro.testing import REPRO
 
 
 def write(path: Path, text: str, *, gz: bool = False, crlf: bool = False, bom: bool = False) -> Path:
@@ -350,7 +350,7 @@ def test_trec_qrels_still_trec(tmp_path):
 
 # --- through the CLI ----------------------------------------------------------------------------
 def repro(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([str(Path(sys.executable).parent / "repro"), *args], cwd=cwd, capture_output=True, text=True)
+    return subprocess.run([REPRO, *args], cwd=cwd, capture_output=True, text=True)
 
 
 def test_cli_bad_line_is_one_line_with_file_and_line(tmp_path):

@@ -74,8 +74,8 @@ def test_two_ranks_equal_one_rank_with_the_whole_batch(tiny_mlm, tmp_path):
     probe.write_text(TEARDOWN_PROBE)
     two = torchrun(_args(tiny_mlm, data, tmp_path / "two", 8), env, program=[str(probe)])
     assert two.returncode == 0, two.stderr[-3000:]
-    # the DDP wrapper is freed before the group is destroyed, inside the bounded teardown: freeing it
-    # after (while run_training's frame unwound) hung a rank once in 65 stress runs
+    # the DDP wrapper is freed before the group is destroyed, inside the bounded teardown: freed after
+    # (while run_training's frame unwound), a rank hung now and then (benchmarks/stress_two_ranks.py)
     for rank in (0, 1):
         assert f"rank {rank}: DDP wrappers alive at teardown: 0" in two.stderr, two.stderr[-3000:]
     a, b = records(tmp_path / "one"), records(tmp_path / "two")
