@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 REPRO = str(Path(sys.executable).parent / "repro")  # the console script of this environment
@@ -54,19 +55,44 @@ caffeine during pregnancy, the canadian military, fruit native to australia, and
 """
 
 
+# Subword endings put in the vocabulary so that words outside it split into a stem and a "##" piece.
+_SUFFIXES = ("s", "es", "ed", "er", "ing", "ion", "ly", "al", "ic", "ity")
+
+
+def _sample_vocabulary(vocab_size: int, specials: list[str]) -> dict[str, int]:
+    """WordPiece vocabulary of the sample text, in a fixed order: specials, characters, "##"
+    characters, the suffix pieces, words, then word starts and endings, each by falling frequency
+    (ties: first appearance).
+    Built by rule because tokenizers' WordPieceTrainer breaks ties by hash order, so it gave a
+    different vocabulary (even a different size) in each process, hence a different test model."""
+    from tokenizers import normalizers, pre_tokenizers
+
+    text = normalizers.BertNormalizer(lowercase=True).normalize_str(_TOKENIZER_TEXT)
+    words = [w for w, _ in pre_tokenizers.BertPreTokenizer().pre_tokenize_str(text)]
+    chars = sorted({c for w in words for c in w})
+    inner = sorted({c for w in words for c in w[1:]})
+    pieces = [*specials, *chars, *(f"##{c}" for c in inner), *(f"##{s}" for s in _SUFFIXES)]
+    pieces += [w for w, _ in Counter(words).most_common()]  # most_common: ties keep first appearance
+    # word starts and "##" endings of 2-3 characters, so that subwords are common
+    parts = Counter(part for w in words for n in (2, 3) if len(w) > n for part in (w[:n], f"##{w[-n:]}"))
+    pieces += [part for part, _ in parts.most_common()]
+    vocab: dict[str, int] = {}
+    for piece in pieces:
+        if len(vocab) < vocab_size:
+            vocab.setdefault(piece, len(vocab))
+    return vocab
+
+
 def build_tokenizer(folder: Path, vocab_size: int = 600):
-    """Train a BERT WordPiece tokenizer on the sample text (about a second, no download)."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    """A BERT WordPiece tokenizer over the sample text, identical in every process (no download)."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok = Tokenizer(models.WordPiece(_sample_vocabulary(vocab_size, specials), unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.decoder = decoders.WordPiece()
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials, min_frequency=1)
-    lines = [line for line in _TOKENIZER_TEXT.strip().splitlines()] * 3
-    tok.train_from_iterator(lines, trainer=trainer)
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]

@@ -34,6 +34,21 @@ def splade_tiny() -> Path:
 
 
 @pytest.fixture(scope="session")
+def cranfield_splade_collection(tmp_path_factory, shared_data, splade_tiny) -> Path:
+    """Real Cranfield (1,400 documents) encoded once by `repro encode` with splade-tiny at 256 tokens,
+    read-only: the tests that index and search it share the half minute of encoding."""
+    from click.testing import CliRunner
+
+    from repro.cli import cli
+
+    out = tmp_path_factory.mktemp("cranfield-splade") / "coll"
+    result = CliRunner().invoke(cli, ["encode", str(shared_data / "cranfield" / "cran.all.1400"), "-m", str(splade_tiny),
+                                      "-o", str(out), "--max-length", "256", "-q"])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.fixture(scope="session")
 def _tiny_mlm_session(tmp_path_factory) -> Path:
     from repro.testing import build_random_mlm
 

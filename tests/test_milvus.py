@@ -262,14 +262,13 @@ def test_settings_refused_with_one_line(built, tmp_path):
 
 
 @pytest.mark.slow
-def test_cranfield_splade_tiny_milvus_run_equals_lucene(tmp_path, shared_data, splade_tiny):
+def test_cranfield_splade_tiny_milvus_run_equals_lucene(tmp_path, shared_data, splade_tiny, cranfield_splade_collection):
     """The real model on the real collection: all 225 queries, 1000 hits, every rank and score."""
-    cran = shared_data / "cranfield"
-    invoke("encode", str(cran / "cran.all.1400"), "-m", str(splade_tiny), "-o", str(tmp_path / "coll"),
-           "--max-length", "256", "-q")
-    invoke("encode", str(cran / "cran.qry"), "--queries", "-m", str(splade_tiny), "-o", str(tmp_path / "q.tsv"))
-    invoke("index", str(tmp_path / "coll"), "-o", str(tmp_path / "lucene"))
-    invoke("index", str(tmp_path / "coll"), "--backend", "milvus", "-o", str(tmp_path / "milvus"))
+    coll = cranfield_splade_collection
+    invoke("encode", str(shared_data / "cranfield" / "cran.qry"), "--queries", "-m", str(splade_tiny),
+           "-o", str(tmp_path / "q.tsv"))
+    invoke("index", str(coll), "-o", str(tmp_path / "lucene"))
+    invoke("index", str(coll), "--backend", "milvus", "-o", str(tmp_path / "milvus"))
     for engine in ("lucene", "milvus"):
         invoke("search", str(tmp_path / engine), "--encoded-queries", str(tmp_path / "q.tsv"),
                "-o", str(tmp_path / f"{engine}.trec"))

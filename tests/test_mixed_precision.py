@@ -102,14 +102,16 @@ def test_encode_precision_mixed_writes_the_same_collection(tmp_path, splade_tiny
 
 
 def test_precision_names_and_shapes_the_screen_does_not_cover(splade_tiny):
-    """fp32 is the default; an unknown name is one line; shapes the screen does not cover run the plain head."""
-    from repro.encode.mixed_head import check_precision
+    """auto (resolve_precision) is the default; an unknown name is one line; shapes the screen does not
+    cover run the plain head."""
+    from repro.encode.mixed_head import check_precision, resolve_precision
     from repro.encode.torch_encoder import SpladeEncoder
     from repro.errors import ReproError
 
     with pytest.raises(ReproError, match="unknown precision 'bf16'"):
         check_precision("bf16")
-    assert SpladeEncoder(str(splade_tiny), device="cpu").precision == "fp32"
+    assert SpladeEncoder(str(splade_tiny), device="cpu").precision == resolve_precision("auto", 128, "cpu")
+    assert SpladeEncoder(str(splade_tiny), device="cpu", precision="fp32").precision == "fp32"
     assert SpladeEncoder(str(splade_tiny), device="cpu", precision="mixed").precision == "mixed"
     assert SpladeEncoder(str(splade_tiny), device="cpu", dtype="bfloat16", precision="mixed").precision == "fp32"
 
@@ -134,26 +136,31 @@ def test_encode_queries_precision_mixed_gives_the_same_query_file(tmp_path, spla
 
 
 def test_auto_precision_is_mixed_only_where_it_was_measured_faster(tmp_path, monkeypatch):
-    """`auto` (the default): the bf16 screen for a hidden size of 512 or more on a bf16-capable CPU,
-    fp32 elsewhere; an auto-mixed encoder gives the fp32 encoder's vectors."""
+    """`auto` (the default): the bf16 screen on an AMX CPU for a hidden size of 512 or more, on an
+    AVX512-bf16 CPU without AMX for every width, fp32 elsewhere; an auto-mixed encoder gives the fp32
+    encoder's vectors."""
     from repro.encode import mixed_head
     from repro.encode.mixed_head import resolve_precision
     from repro.encode.torch_encoder import SpladeEncoder
     from repro.testing import build_random_mlm
 
-    assert isinstance(mixed_head.fast_bf16_cpu(), bool)  # the real probe runs on this CPU
-    monkeypatch.setattr(mixed_head, "fast_bf16_cpu", lambda: True)
+    assert mixed_head.cpu_bf16_unit() in ("amx", "avx512_bf16", None)  # the real probe runs on this CPU
+    monkeypatch.setattr(mixed_head, "cpu_bf16_unit", lambda: "amx")
     assert resolve_precision("auto", 768, "cpu") == "mixed"
     assert resolve_precision("auto", 128, "cpu") == "fp32"
     assert resolve_precision("auto", 768, "cuda") == "fp32"
     assert resolve_precision("fp32", 768, "cpu") == "fp32" and resolve_precision("mixed", 128, "cpu") == "mixed"
+    monkeypatch.setattr(mixed_head, "cpu_bf16_unit", lambda: "avx512_bf16")
+    assert resolve_precision("auto", 128, "cpu") == "mixed" and resolve_precision("auto", 768, "cpu") == "mixed"
+    assert resolve_precision("auto", 128, "cuda") == "fp32" and resolve_precision("fp32", 128, "cpu") == "fp32"
+    monkeypatch.setattr(mixed_head, "cpu_bf16_unit", lambda: "amx")
     wide = build_random_mlm(tmp_path / "wide", hidden=512, layers=1, heads=2, intermediate=128)
     texts = ["a first text about rivers", "and another one, longer than the first text about rivers and lakes", ""]
     auto = SpladeEncoder(str(wide), device="cpu")
     plain = SpladeEncoder(str(wide), device="cpu", precision="fp32")
     assert (auto.precision, plain.precision) == ("mixed", "fp32")
     assert auto.encode(texts) == plain.encode(texts)
-    monkeypatch.setattr(mixed_head, "fast_bf16_cpu", lambda: False)
+    monkeypatch.setattr(mixed_head, "cpu_bf16_unit", lambda: None)
     assert resolve_precision("auto", 768, "cpu") == "fp32"
     assert SpladeEncoder(str(wide), device="cpu").precision == "fp32"
 
@@ -174,10 +181,9 @@ def test_a_resumed_collection_keeps_the_head_of_its_finished_shards(tmp_path, sp
     corpus, out = tmp_path / "c.jsonl", tmp_path / "coll"
     corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
     base = ["encode", str(corpus), "-m", str(splade_tiny), "-o", str(out), "--shard-size", "10", "-q"]
-    with monkeypatch.context() as patch:  # auto -> mixed for splade-tiny, as for a wide model on a bf16 CPU
-        patch.setattr(mixed_head, "AUTO_MIXED_MIN_HIDDEN", 0)
-        patch.setattr(mixed_head, "fast_bf16_cpu", lambda: True)
-        assert CliRunner().invoke(cli, base).exit_code == 0
+    monkeypatch.setattr(mixed_head, "cpu_bf16_unit", lambda: "avx512_bf16")  # auto -> mixed for splade-tiny
+    assert CliRunner().invoke(cli, base).exit_code == 0
+    monkeypatch.setattr(mixed_head, "cpu_bf16_unit", lambda: None)  # from here auto alone would pick fp32
     assert json.loads((out / "manifest.json").read_text())["head_precision"] == ["mixed"]
     (out / "manifest.json").unlink()  # as a kill after two of the three shards leaves it
     (out / SHARDS / shard_name(2)).unlink()

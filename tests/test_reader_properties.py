@@ -105,6 +105,20 @@ def test_encoded_queries_reader_never_crashes(data):
     _check(read_encoded_queries, data, ".tsv")
 
 
+@SETTINGS
+@given(tokens=st.lists(st.sampled_from(["a", "aa", "a.", "ab", "##a", "\u00e9", "\u00df"]), max_size=14),
+       gaps=st.lists(st.sampled_from([" ", " ", "  ", "\t", "\u00a0", "\u3000"]), min_size=15, max_size=15))
+def test_run_counting_of_query_tokens_equals_a_plain_count(tokens, gaps):
+    """The regex run count behind read_encoded_queries gives str.split()'s counts, repeats adjacent
+    or not, a token a prefix of the next or not, whatever the whitespace."""
+    from collections import Counter
+
+    from repro.formats.anserini_queries import token_counts
+
+    body = gaps[-1] + "".join(tok + gap for tok, gap in zip(tokens, gaps))
+    assert token_counts(body) == dict(Counter(body.split()))
+
+
 @pytest.mark.parametrize("prefix", [b"", b"\xef\xbb\xbf"])
 def test_fast_and_slow_run_paths_agree(tmp_path, prefix):
     """The pyarrow path and the line reader read the same run the same way (BOM or not)."""

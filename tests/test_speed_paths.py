@@ -1,6 +1,6 @@
 """The fast paths give the same answers as the reference paths (docs/speed.md).
 
-- SpladeEncoder's fused head (bias after the max, row-wise max) is bit-identical to head-then-max;
+- (the fused SPLADE head against head-then-max is tested in tests/test_encoder_base.py);
 - the ONNX query encoder's quantized vectors equal SpladeEncoder's (at most a few weights moved by
   float rounding at a .5 boundary; measured 0 of 5287 on 300 MS MARCO queries with splade-tiny);
 - the in-process Lucene searcher returns exactly what the SearchCollection subprocess returns;
@@ -34,20 +34,6 @@ def _differing(a: list[dict[str, int]], b: list[dict[str, int]]) -> tuple[int, i
             total += 1
             differ += x.get(tok) != y.get(tok)
     return differ, total
-
-
-def test_fused_head_is_bit_identical(tiny_mlm):
-    import torch
-
-    from repro.encode.torch_encoder import SpladeEncoder
-
-    enc = SpladeEncoder(str(tiny_mlm), max_length=64, device="cpu")
-    assert enc.decoder is not None
-    ids, _ = enc.tokenize([q for q in QUERIES if q] * 3)
-    fast = enc.weights(ids)
-    enc.decoder = None  # reference: full head per token, then the max
-    slow = enc.weights(ids)
-    assert torch.equal(fast, slow)
 
 
 @pytest.mark.parametrize("which", ["tiny_mlm", "splade_tiny"])
@@ -173,6 +159,16 @@ def test_bench_encode_fp32_emulation_probe(tmp_path):
 
     if not hasattr(getattr(torch.backends.mkldnn, "matmul", None), "fp32_precision") or not fast_bf16_cpu():
         pytest.skip("needs torch's oneDNN fp32_precision setting and a CPU with bf16 arithmetic")
+    if not getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)():
+        # AVX512-bf16 without AMX (an AMD EPYC here): oneDNN may keep fp32 multiplies; the probe must
+        # then say so and publish nothing, not print a table of fp32 posing as bf16
+        proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_encode.py"), "--smoke", "--work",
+                               str(tmp_path), "--fp32-emulation", "--reps", "1"],
+                              capture_output=True, text=True, timeout=300, cwd=ROOT)
+        if proc.returncode == 1 and "bf16 fp-math mode was not applied on this CPU" in proc.stderr:
+            assert "|" not in proc.stdout and "appended" not in proc.stdout, proc.stdout
+            pytest.skip(proc.stderr.strip().splitlines()[-1])
+        assert proc.returncode == 0, proc.stderr[-2000:]
     out = _smoke("bench_encode.py", tmp_path, "--fp32-emulation", "--reps", "1", timeout=300)
     err = {label.strip(): float(e) for label, e in re.findall(r"^\|([^|]+)\|[^|]+\|[^|]+\|\s*([0-9.e+-]+)\s*\|$", out, re.M)}
     fp32 = err["fp32 (MKL, what the encoder runs)"]

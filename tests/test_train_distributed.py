@@ -1,6 +1,6 @@
 """Two processes on CPU (torchrun, gloo): 2 ranks x batch 8 train like 1 rank x batch 16.
 
-Same loss curve, same FLOPS regulariser values, same final weights within 1e-5 (float32 sums in
+Same loss curve, same FLOPS regulariser values, same final weights within 5e-5 (float32 sums in
 a different order); only rank 0 writes the output. Dropout is set to 0 in the tiny model, since
 two processes draw different dropout masks than one (that is randomness, not the arithmetic under test).
 """
@@ -15,6 +15,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import torch
 
 from repro.testing import REPRO
 from repro.testing import torchrun as run_ranks
@@ -87,9 +88,26 @@ def test_two_ranks_equal_one_rank_with_the_whole_batch(tiny_mlm, tmp_path):
         assert rb["loss"] == pytest.approx(ra["loss"], rel=1e-4, abs=1e-5), (ra["step"], ra["loss"], rb["loss"])
         assert rb["flops_d_weighted"] == pytest.approx(ra["flops_d_weighted"], abs=last_place)
         assert rb["flops_q_weighted"] == pytest.approx(ra["flops_q_weighted"], abs=last_place)
-    wa, wb = state_dict(tmp_path / "one"), state_dict(tmp_path / "two")
-    worst = max((wa[k].float() - wb[k].float()).abs().max().item() for k in wa)
-    assert worst <= 1e-5, worst
+    # float32 sums in another order, amplified by Adam over 6 steps, on the fixed test model (its
+    # tokenizer is built by rule, the same in every process): worst 9.8e-6 and a relative gap of 2.9e-5
+    # between the two runs' weight updates, measured. A lost gradient reduction would train like one
+    # rank's batch of 8 alone; that run is made here too, to show that the bounds would catch it
+    # (measured: worst 6.5e-3, relative 0.50).
+    half = subprocess.run([REPRO, *_args(tiny_mlm, data, tmp_path / "half", 8)], capture_output=True, text=True, env=env)
+    assert half.returncode == 0, half.stderr[-3000:]
+    w0, wa = state_dict(tiny_mlm), state_dict(tmp_path / "one")
+
+    def gaps(other: dict) -> tuple[float, float]:
+        worst = max((wa[k] - other[k]).abs().max().item() for k in wa)
+        da, db = (torch.cat([(w[k] - w0[k]).flatten() for k in wa]) for w in (wa, other))
+        return worst, ((da - db).norm() / da.norm()).item()
+
+    worst, relative = gaps(state_dict(tmp_path / "two"))
+    print(f"two ranks vs one rank: max |diff| {worst:.2g}, relative gap of the updates {relative:.2g}")
+    assert worst <= 5e-5 and relative <= 1e-3, (worst, relative)
+    worst, relative = gaps(state_dict(tmp_path / "half"))
+    print(f"one rank at batch 8 vs batch 16: max |diff| {worst:.2g}, relative gap {relative:.2g}")
+    assert worst > 1e-3 and relative > 0.1, (worst, relative)
     summary = json.loads((tmp_path / "two" / "training-summary.json").read_text())
     assert summary["steps"] == 6 and summary["train_rows"] == 48
 

@@ -31,8 +31,8 @@ from repro.errors import ReproError, success
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32", show_default=True)
 @click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
               help="MLM head: fp32, or mixed = bf16 screen + exact fp32 recomputation (the same integer weights); "
-                   "auto = mixed where measured faster (a hidden size of 512 or more on a bf16-capable CPU), "
-                   "else fp32 (docs/speed.md).")
+                   "auto = mixed where measured faster (an AVX512-bf16 CPU without AMX; with AMX a hidden size "
+                   "of 512 or more), else fp32 (docs/speed.md).")
 @click.option("--threads", type=int, default=None, help="CPU threads for torch (or onnxruntime).")
 @click.option("--runtime", type=click.Choice(RUNTIMES), default="torch", show_default=True,
               help="Query encoder runtime (--queries only): onnx = same vectors, faster on CPU; onnx-int8 = faster still, approximate.")

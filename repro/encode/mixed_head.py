@@ -42,10 +42,13 @@ THRESHOLD_MARGIN = 1e-4  # relative slack on the zero threshold, for the fp32 bi
 
 
 PRECISIONS = ("auto", "fp32", "mixed")
-# auto = the head measured faster (docs/speed.md): the bf16 screen pays off for a wide hidden state
-# on a CPU with AMX/AVX512-bf16 (BERT-base-sized, 768: 13% faster) and loses for a narrow one
-# (splade-tiny, 128: 26% slower). GPUs stay on fp32 until benchmarks/bench_gpu.py has measured them.
-AUTO_MIXED_MIN_HIDDEN = 512
+# auto = the head measured faster (docs/speed.md, benchmarks/bench_encode.py), by the CPU's bf16 unit:
+# - AMX tiles (a 2-core Xeon): the screen pays off for a wide hidden state (BERT-base-sized, 768: 13%
+#   faster) and loses for a narrow one (splade-tiny, 128: 26% slower), fp32 GEMMs being fast there;
+# - AVX512-bf16 without AMX (a 2-core AMD EPYC): fp32 GEMMs run at half the Xeon's rate and the screen
+#   wins at both widths (splade-tiny 1.56x, BERT-base-sized 1.16x faster).
+# GPUs stay on fp32 until benchmarks/bench_gpu.py has measured them.
+AUTO_MIXED_MIN_HIDDEN = {"amx": 512, "avx512_bf16": 0}
 
 
 def check_precision(precision: str) -> str:
@@ -57,12 +60,20 @@ def check_precision(precision: str) -> str:
     return precision
 
 
-def fast_bf16_cpu() -> bool:
-    """Whether this CPU multiplies bf16 in hardware (AMX tiles or AVX512-bf16)."""
+def cpu_bf16_unit() -> str | None:
+    """This CPU's bf16 multiplier: ``amx`` (tiles), ``avx512_bf16`` (vector dot products) or None."""
     import torch
 
-    probes = [getattr(torch.cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
-    return any(bool(probe()) for probe in probes if probe is not None)
+    for unit, probe in (("amx", "_is_amx_tile_supported"), ("avx512_bf16", "_is_avx512_bf16_supported")):
+        check = getattr(torch.cpu, probe, None)
+        if check is not None and check():
+            return unit
+    return None
+
+
+def fast_bf16_cpu() -> bool:
+    """Whether this CPU multiplies bf16 in hardware (AMX tiles or AVX512-bf16)."""
+    return cpu_bf16_unit() is not None
 
 
 def resolve_precision(precision: str, hidden_size: int, device_type: str) -> str:
@@ -70,7 +81,8 @@ def resolve_precision(precision: str, hidden_size: int, device_type: str) -> str
     check_precision(precision)
     if precision != "auto":
         return precision
-    if device_type == "cpu" and hidden_size >= AUTO_MIXED_MIN_HIDDEN and fast_bf16_cpu():
+    unit = cpu_bf16_unit() if device_type == "cpu" else None
+    if unit is not None and hidden_size >= AUTO_MIXED_MIN_HIDDEN[unit]:
         return "mixed"
     return "fp32"
 

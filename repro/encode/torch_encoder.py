@@ -178,7 +178,11 @@ class SpladeEncoder(EncoderBase):
 
         - The vocabulary bias is constant over tokens, so max_t(x_t.W + b) = max_t(x_t.W) + b, and
           float addition is monotone, so adding it once per (text, vocab) after the max gives the
-          same bits as adding it per (token, vocab) inside the matmul (checked in tests);
+          same bits as adding it per (token, vocab) inside the matmul, given the same products
+          (checked in tests). BLAS itself may round a product row differently with the number of
+          rows in the call (MKL here: calls of a few rows), so head-then-max over a whole batch at once
+          can differ from this in the last bit, as sentence-transformers' head over the padded
+          batch does: summation order, within 1e-6 here, counted where it moves a weight;
         - the (tokens x vocab) product is made for a few texts at a time (at most CHUNK_TOKENS rows):
           bounded memory (a batch of 32 x 256 tokens would be 1 GB at once) and cache-warm maxima;
         - one amax per text over its rows, written in place (with torch 2.13 on CPU 12% faster

@@ -7,6 +7,7 @@ Anserini's cached SPLADE++ ED/SD files, x51.2 (= 256 / 5) for its SPLADE-v3 file
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from repro.errors import BadInputError
@@ -18,6 +19,21 @@ def query_text(vector: dict[str, int]) -> str:
     """The pre-tokenized query: each token repeated weight times, heaviest first (ties by token)."""
     tokens = sorted(vector.items(), key=lambda kv: (-kv[1], kv[0]))
     return " ".join(" ".join([tok] * w) for tok, w in tokens if w > 0)
+
+
+# A token and its repeats separated by single spaces (the writers' layout), as one match: counting
+# runs in the regex engine reads Anserini's 1.1 GB SPLADE++ dev file in about half the time of a
+# per-token count. Repeats that are not adjacent are separate matches, summed all the same.
+_RUN = re.compile(r"(\S+)(?: \1(?=\s|\Z))*")
+
+
+def token_counts(body: str) -> dict[str, int]:
+    """{token: how many times it occurs} in a whitespace-separated token list."""
+    counts: dict[str, int] = {}
+    for match in _RUN.finditer(body):
+        token = match.group(1)
+        counts[token] = counts.get(token, 0) + (match.end() - match.start() + 1) // (len(token) + 1)
+    return counts
 
 
 def query_line(qid: str, vector: dict[str, int]) -> str:
@@ -37,8 +53,5 @@ def read_encoded_queries(path: str | Path) -> dict[str, dict[str, int]]:
         qid = clean_id(qid, "query id", path, lineno)
         if qid in queries:
             raise BadInputError(f"duplicate query id {qid!r}", path, lineno)
-        vec: dict[str, int] = {}
-        for tok in body.split():
-            vec[tok] = vec.get(tok, 0) + 1
-        queries[qid] = vec
+        queries[qid] = token_counts(body)
     return queries
