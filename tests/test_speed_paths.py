@@ -106,13 +106,21 @@ def test_seismic_exhaustive_is_exact(small_index):
         assert seis.search(vec, 10) == lucene.search(vec, 10)
 
 
-def _smoke(script: str, tmp_path: Path, *extra: str, timeout: int = 900) -> str:
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--smoke", "--work", str(tmp_path), *extra],
+def _run_smoke(script: str, tmp_path: Path, *extra: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--smoke", "--work", str(tmp_path), *extra],
                           capture_output=True, text=True, timeout=timeout, cwd=ROOT,
                           env={**__import__("os").environ, "REPRO_CACHE": str(tmp_path / "cache")})
+
+
+def _succeeded(proc: subprocess.CompletedProcess, script: str) -> str:
+    """The stdout of a benchmark run that exited 0 and printed whole tables."""
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     _check_tables(proc.stdout, script)
     return proc.stdout
+
+
+def _smoke(script: str, tmp_path: Path, *extra: str, timeout: int = 900) -> str:
+    return _succeeded(_run_smoke(script, tmp_path, *extra, timeout=timeout), script)
 
 
 def _check_tables(text: str, script: str) -> None:
@@ -155,21 +163,18 @@ def test_bench_encode_fp32_emulation_probe(tmp_path):
 
     import torch
 
-    from repro.encode.mixed_head import fast_bf16_cpu
+    from repro.encode.mixed_head import cpu_bf16_unit
 
-    if not hasattr(getattr(torch.backends.mkldnn, "matmul", None), "fp32_precision") or not fast_bf16_cpu():
+    unit = cpu_bf16_unit()
+    if not hasattr(getattr(torch.backends.mkldnn, "matmul", None), "fp32_precision") or unit is None:
         pytest.skip("needs torch's oneDNN fp32_precision setting and a CPU with bf16 arithmetic")
-    if not getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)():
+    proc = _run_smoke("bench_encode.py", tmp_path, "--fp32-emulation", "--reps", "1", timeout=300)
+    if unit != "amx" and proc.returncode == 1 and "bf16 fp-math mode was not applied on this CPU" in proc.stderr:
         # AVX512-bf16 without AMX (an AMD EPYC here): oneDNN may keep fp32 multiplies; the probe must
         # then say so and publish nothing, not print a table of fp32 posing as bf16
-        proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_encode.py"), "--smoke", "--work",
-                               str(tmp_path), "--fp32-emulation", "--reps", "1"],
-                              capture_output=True, text=True, timeout=300, cwd=ROOT)
-        if proc.returncode == 1 and "bf16 fp-math mode was not applied on this CPU" in proc.stderr:
-            assert "|" not in proc.stdout and "appended" not in proc.stdout, proc.stdout
-            pytest.skip(proc.stderr.strip().splitlines()[-1])
-        assert proc.returncode == 0, proc.stderr[-2000:]
-    out = _smoke("bench_encode.py", tmp_path, "--fp32-emulation", "--reps", "1", timeout=300)
+        assert "|" not in proc.stdout and "appended" not in proc.stdout, proc.stdout
+        pytest.skip(proc.stderr.strip().splitlines()[-1])
+    out = _succeeded(proc, "bench_encode.py")
     err = {label.strip(): float(e) for label, e in re.findall(r"^\|([^|]+)\|[^|]+\|[^|]+\|\s*([0-9.e+-]+)\s*\|$", out, re.M)}
     fp32 = err["fp32 (MKL, what the encoder runs)"]
     assert err["bf16 fp-math, 1 product (bf16 accuracy)"] > 100 * fp32, err

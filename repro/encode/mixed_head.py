@@ -71,11 +71,6 @@ def cpu_bf16_unit() -> str | None:
     return None
 
 
-def fast_bf16_cpu() -> bool:
-    """Whether this CPU multiplies bf16 in hardware (AMX tiles or AVX512-bf16)."""
-    return cpu_bf16_unit() is not None
-
-
 def resolve_precision(precision: str, hidden_size: int, device_type: str) -> str:
     """``fp32`` or ``mixed``: the one rule for what ``auto`` means (the weights are the same either way)."""
     check_precision(precision)
