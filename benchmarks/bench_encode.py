@@ -196,8 +196,9 @@ print(json.dumps({n: b - a for n, a, b in zip(names, t, t[1:])}))
 """
 
 
-def _compare_outputs(collection: Path, st_file: Path, model: Path) -> dict[str, int]:
-    """Weights of `repro encode`'s collection vs the ST process's vectors (specials dropped from ST's)."""
+def _compare_outputs(collection: Path, st_file: Path, model: Path, max_length: int) -> dict:
+    """Weights of `repro encode`'s collection vs the ST process's vectors (specials dropped from ST's),
+    and how far from a .5 boundary each differing weight's fp32 value lies (``boundary_gap``)."""
     import json
 
     from transformers import AutoTokenizer
@@ -206,12 +207,31 @@ def _compare_outputs(collection: Path, st_file: Path, model: Path) -> dict[str, 
 
     special = set(AutoTokenizer.from_pretrained(str(model)).all_special_tokens)
     ours = dict(iter_vectors(collection))
-    theirs = {}
+    theirs, texts = {}, {}
     for line in st_file.read_text(encoding="utf-8").splitlines():
         record = json.loads(line)
         theirs[record["id"]] = {t: w for t, w in record["vector"].items() if t not in special}
+        texts[record["id"]] = record["contents"]
     counts = common.count_differences((ours.get(doc_id, {}), vector) for doc_id, vector in theirs.items())
-    return {**counts, "documents": len(theirs), "missing_documents": len(set(theirs) - set(ours))}
+    differing = [(d, t) for d, vec in theirs.items() for t in set(vec) | set(ours.get(d, {}))
+                 if vec.get(t, 0) != ours.get(d, {}).get(t, 0)]
+    return {**counts, "documents": len(theirs), "missing_documents": len(set(theirs) - set(ours)),
+            "boundary_gap": _boundary_gap(model, max_length, texts, differing)}
+
+
+def _boundary_gap(model: Path, max_length: int, texts: dict[str, str], differing: list[tuple[str, str]]) -> float:
+    """Largest |w x 100 - (k + .5)| over the differing (document, token) weights, w from the fp32
+    head: a flip by fp32 summation order can only happen within a few fp32 units of a .5 boundary."""
+    if not differing:
+        return 0.0
+    from repro.encode.torch_encoder import SpladeEncoder
+
+    encoder = SpladeEncoder(str(model), max_length=max_length, device="cpu", precision="fp32")
+    docs = sorted({d for d, _ in differing})
+    weights = encoder.encode_float([texts[d] for d in docs]) * 100
+    column = {tok: i for i, tok in enumerate(encoder.vocab)}
+    gaps = [abs(float(weights[docs.index(d), column[t]]) % 1 - 0.5) for d, t in differing]
+    return max(gaps)
 
 
 def whole_process(args) -> int:
@@ -257,7 +277,7 @@ def whole_process(args) -> int:
                 print(proc.stderr[-2000:], file=sys.stderr)
                 return 1
             runs[name].append((seconds, peak.children_mib))
-    check = _compare_outputs(work / "out-repro", work / "out-sentence-transformers", model)
+    check = _compare_outputs(work / "out-repro", work / "out-sentence-transformers", model, args.max_length)
     phases_out = work / "phases.jsonl"
     phases = subprocess.run([sys.executable, "-c", _PHASES_PROCESS, str(model), str(corpus), str(phases_out),
                              str(args.threads), str(args.max_length), str(args.batch_size), args.precision],
@@ -282,7 +302,8 @@ def whole_process(args) -> int:
     phase_table = common.markdown_table(["phase of `repro encode` (one fresh process, the same functions, run "
                                          "once after the timed runs)", "s", "share"], phase_rows)
     note = (f"Vectors: {check['differ']} of {check['weights']} integer weights differ between the two outputs "
-            f"(max |diff| {check['max_abs_diff']}; {check['documents']} documents, {check['missing_documents']} "
+            f"(max |diff| {check['max_abs_diff']}; each one's fp32 value x100 within {check['boundary_gap']:.1e} of a "
+            f".5 boundary, where summation order decides; {check['documents']} documents, {check['missing_documents']} "
             f"missing; special tokens dropped from sentence-transformers' output). `repro encode` ran with "
             f"--precision {args.precision}; threads {args.threads}, max length {args.max_length}, batch {args.batch_size}, "
             f"{args.reps} interleaved repetitions.")

@@ -28,6 +28,24 @@ class BadInputError(ReproError):
     """A malformed line or record in an input file."""
 
 
+class NonFiniteWeightsError(ReproError):
+    """The model gave a text NaN or infinite weights: refused, since quantizing would drop them as
+    silent zeros. ``index``: the text's position in the encoder call, for the caller to name it."""
+
+    CAUSE = "broken model weights, or overflow under --dtype float16: use float32 or bfloat16"
+
+    def __init__(self, index: int) -> None:
+        super().__init__(self._says(f"text {index + 1} of this call"))
+        self.index = index
+
+    def naming(self, what: str, path: str | Path | None = None) -> ReproError:
+        """The same error, naming the text as the caller knows it (``document 'D12'``)."""
+        return ReproError(self._says(what), path)
+
+    def _says(self, what: str) -> str:
+        return f"the model produced NaN or infinite weights for {what} ({self.CAUSE})"
+
+
 def short(text: str, limit: int = 80) -> str:
     """Cut a (possibly huge) offending line so an error message stays one readable line."""
     text = text.replace("\n", "\\n").replace("\r", "\\r")

@@ -243,6 +243,41 @@ def test_model_with_damaged_weights(cli, tiny_mlm, tmp_path):
     assert_nothing_left(tmp_path, tmp_path / "c")
 
 
+@pytest.mark.parametrize("precision", ["fp32", "mixed"])
+def test_model_giving_nan_is_refused_naming_the_text(cli, tiny_mlm, tmp_path, precision):
+    """NaN weights must not quantize into silent zeros (the bf16 screen would drop them): one line
+    naming the document or query, exit 2, nothing written. One token's input embedding poisoned
+    names the text holding it, and texts without it encode; a poisoned output row fails every text."""
+    import torch
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    poison = AutoTokenizer.from_pretrained(tiny_mlm)("river", add_special_tokens=False)["input_ids"][0]
+    model = AutoModelForMaskedLM.from_pretrained(tiny_mlm)
+    model.config.tie_word_embeddings = False
+    with torch.no_grad():
+        model.cls.predictions.decoder.weight = torch.nn.Parameter(model.cls.predictions.decoder.weight.clone())
+        model.bert.embeddings.word_embeddings.weight[poison] = float("nan")
+    model.save_pretrained(tiny_mlm)
+    corpus = tmp_path / "c.tsv"
+    corpus.write_text("d1\tthe cat sat on the mat\nd2\ta long river and a lake\n", encoding="utf-8")
+    res = cli("encode", corpus, "-m", tiny_mlm, "-o", tmp_path / "c", "-q", "--precision", precision)
+    assert_user_error(res, "NaN or infinite weights for document 'd2'", "float16", path=tiny_mlm)
+    assert_nothing_left(tmp_path, tmp_path / "c")
+    topics = tmp_path / "topics.tsv"  # alone, so no batch-mate's recomputed columns carry its NaN out
+    topics.write_text("q7\ta long river and a lake\n", encoding="utf-8")
+    res = cli("encode", topics, "--queries", "-m", tiny_mlm, "-o", tmp_path / "q.tsv", "--precision", precision)
+    assert_user_error(res, "NaN or infinite weights for query 'q7'", path=tiny_mlm)
+    assert_nothing_left(tmp_path, tmp_path / "q.tsv")
+    clean = tmp_path / "clean.tsv"
+    clean.write_text("d1\tthe cat sat on the mat\n", encoding="utf-8")
+    assert cli("encode", clean, "-m", tiny_mlm, "-o", tmp_path / "c", "-q", "--precision", precision).code == 0
+    with torch.no_grad():
+        model.cls.predictions.decoder.weight[poison] = float("nan")
+    model.save_pretrained(tiny_mlm)
+    res = cli("encode", clean, "-m", tiny_mlm, "-o", tmp_path / "c2", "-q", "--precision", precision)
+    assert_user_error(res, "NaN or infinite weights for document 'd1'", path=tiny_mlm)
+
+
 @pytest.mark.parametrize("model_arg,fragment", [
     ("./no/such/model", "model folder not found"),
     ("someone/not-a-cached-model", "not in the Hugging Face cache"),

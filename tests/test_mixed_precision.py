@@ -78,6 +78,34 @@ def test_mixed_head_equals_fp32_on_thousands_of_real_texts(splade_tiny, shared_d
     assert counts["flips"] <= 10, counts
 
 
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_segment_max_of_16_bit_floats_is_the_float_max_bit_for_bit(dtype):
+    """The bit-pattern max (int16 max where anything is >= +0, int16 min where all is negative)
+    picks the same element as a float max: columns all negative, all -0, -0 among negatives,
+    zeros among positives, +-inf, and texts of one row."""
+    import torch
+
+    from repro.encode.mixed_head import segment_max
+
+    torch.manual_seed(0)
+    m = torch.randn(400, 64).to(getattr(torch, dtype))
+    m[:, 0] = -m[:, 0].abs()  # all negative: the float max is the int16 minimum
+    m[:, 1] = -0.0
+    m[:, 2] = -m[:, 2].abs()
+    m[7, 2] = -0.0  # -0 is the max of non-positive numbers
+    m[:, 3] = m[:, 3].abs()
+    m[11, 3] = 0.0
+    m[:, 4] = float("-inf")
+    m[3, 5] = float("inf")
+    m[:, 6] = -m[:, 6].abs() * 1e-3  # tiny negatives, subnormal in float16
+    lengths = [1, 150, 1, 98, 100, 50]
+    ours = segment_max(m, lengths)
+    spans = torch.tensor(lengths).cumsum(0).tolist()
+    ref = torch.stack([m[stop - n : stop].float().amax(dim=0) for n, stop in zip(lengths, spans)]).to(m.dtype)
+    assert torch.equal(ours.view(torch.int16), ref.view(torch.int16))
+    assert torch.equal(segment_max(m, lengths, out=torch.empty_like(ours)), ours)
+
+
 def test_encode_precision_mixed_writes_the_same_collection(tmp_path, splade_tiny, shared_data):
     """`repro encode --precision mixed` against the default fp32 run on 60 real passages: the same
     documents, terms and weights (a one-unit .5 flip allowed, counted)."""

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from repro import defaults
+from repro.errors import NonFiniteWeightsError
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,19 @@ def quantize(weights: Any, factor: float):
     return rows.cpu().numpy(), cols.cpu().numpy(), vals.cpu().numpy()
 
 
+def _non_finite_row(weights: Any) -> int | None:
+    """The first row holding NaN or +-inf, or None (quantization would turn those into zeros)."""
+    import numpy as np
+
+    if isinstance(weights, np.ndarray):
+        bad = np.flatnonzero(~np.isfinite(weights).all(axis=1))
+        return int(bad[0]) if bad.size else None
+    import torch
+
+    bad = torch.nonzero(~torch.isfinite(weights).all(dim=1))
+    return int(bad[0, 0]) if bad.numel() else None
+
+
 class EncoderBase:
     """Texts -> quantized {token: weight}; subclasses set the attributes below and ``weights_ids``.
 
@@ -140,6 +154,9 @@ class EncoderBase:
         for start in range(0, len(todo), batch_size):
             chunk = todo[start : start + batch_size]
             weights = self._zero_specials(self.weights_ids([token_ids[i] for i in chunk]))
+            bad = _non_finite_row(weights)
+            if bad is not None:
+                raise NonFiniteWeightsError(chunk[bad])
             rows, cols, vals = quantize(weights, factor)
             for r, c, v in zip(rows.tolist(), cols.tolist(), vals.tolist()):
                 out[chunk[r]][self.vocab[c]] = v

@@ -44,9 +44,10 @@ THRESHOLD_MARGIN = 1e-4  # relative slack on the zero threshold, for the fp32 bi
 PRECISIONS = ("auto", "fp32", "mixed")
 # auto = the head measured faster (docs/speed.md, benchmarks/bench_encode.py), by the CPU's bf16 unit:
 # - AMX tiles (a 2-core Xeon): the screen pays off for a wide hidden state (BERT-base-sized, 768: 13%
-#   faster) and loses for a narrow one (splade-tiny, 128: 26% slower), fp32 GEMMs being fast there;
+#   faster) and loses for a narrow one (splade-tiny, 128: 26% slower), fp32 GEMMs being fast there
+#   (measured before the int16 screen max and the 512-row screen; not re-measured since);
 # - AVX512-bf16 without AMX (a 2-core AMD EPYC): fp32 GEMMs run at half the Xeon's rate and the screen
-#   wins at both widths (splade-tiny 1.56x, BERT-base-sized 1.16x faster).
+#   wins at both widths (splade-tiny 2.26x, BERT-base-sized 1.23x faster, with the int16 max).
 # GPUs stay on fp32 until benchmarks/bench_gpu.py has measured them.
 AUTO_MIXED_MIN_HIDDEN = {"amx": 512, "avx512_bf16": 0}
 
@@ -121,17 +122,27 @@ class MixedHead:
         self.row_norms = self.weight.norm(dim=1)
         self.bias = bias.float() if bias is not None else torch.zeros(weight.shape[0], device=weight.device)
         self.a, self.c = bound_coefficients(weight.shape[1])
+        # A NaN in the head would fail the screen's test and vanish as a zero; fp32 gives NaN there.
+        self.finite = bool(torch.isfinite(self.weight).all()) and bool(torch.isfinite(self.bias).all())
         self.recomputed = 0  # (text, entry) pairs recomputed in fp32, for benchmarks
 
-    def best(self, hidden: Any, lengths: Sequence[int], factor: float, chunk_tokens: int = 1024) -> Any:
+    def best(self, hidden: Any, lengths: Sequence[int], factor: float, chunk_tokens: int = 512) -> Any:
         """(texts, vocab) fp32: the exact max logit + bias where it can quantize to nonzero, -inf elsewhere."""
         import torch
 
         threshold = zero_threshold(factor)
+        if not self.finite:  # every text gets a NaN logit from fp32's head too: for the encoder's check
+            return torch.full((len(lengths), self.weight.shape[0]), float("nan"), device=hidden.device)
         out = torch.full((len(lengths), self.weight.shape[0]), float("-inf"), device=hidden.device)
         with _full_precision_reductions(hidden.device.type):
             for row, stop, start, rows in text_chunks(lengths, chunk_tokens):
                 self._chunk(hidden[start : start + rows], lengths[row:stop], out[row:stop], threshold)
+        # So would a NaN or inf hidden state: its text is marked NaN, as fp32's head leaves it.
+        finite = torch.isfinite(hidden).all(dim=1)
+        if not bool(finite.all()):
+            for text, (offset, n) in enumerate(zip(_offsets(lengths), lengths)):
+                if not bool(finite[offset : offset + n].all()):
+                    out[text] = float("nan")
         return out
 
     def _chunk(self, x: Any, lengths: Sequence[int], out: Any, threshold: float) -> None:
@@ -175,11 +186,40 @@ def _offsets(lengths: Sequence[int]) -> list[int]:
 
 
 def segment_max(matrix: Any, lengths: Sequence[int], out: Any | None = None) -> Any:
-    """Max over each text's rows (one amax per text), into ``out`` (texts x vocab) when given."""
+    """Max over each text's rows (one reduction per text), into ``out`` (texts x vocab) when given.
+
+    16-bit floats (the bf16 screen) are reduced as their bit patterns (``_bits_max``): torch's
+    bf16 amax on CPU converts element by element and ran at a third of the int16 speed here
+    (benchmarks/bench_encode.py); the result is the same element, bit for bit.
+    """
     import torch
 
     if out is None:
         out = torch.empty((len(lengths), matrix.shape[1]), dtype=matrix.dtype, device=matrix.device)
+    if matrix.element_size() == 2 and matrix.is_floating_point():
+        return _bits_max(matrix, lengths, out)
     for text, (offset, n) in enumerate(zip(_offsets(lengths), lengths)):
         torch.amax(matrix[offset : offset + n], dim=0, out=out[text])
+    return out
+
+
+def _bits_max(matrix: Any, lengths: Sequence[int], out: Any) -> Any:
+    """segment_max of a 16-bit float matrix through int16 views (sign and magnitude as in IEEE).
+
+    Read as int16, a float's bits order the non-negative floats as the floats (+0 lowest) and put
+    every negative float below them, in reverse (larger magnitude, larger int). So where a column
+    holds anything >= +0 the int max is the float max; where all is negative the float max has the
+    smallest magnitude, the int min. NaN is not ordered this way: callers keep it out (the mixed
+    head checks its inputs are finite).
+    """
+    import torch
+
+    bits = matrix.view(torch.int16)
+    high = out.view(torch.int16)
+    low = torch.empty_like(high)
+    for text, (offset, n) in enumerate(zip(_offsets(lengths), lengths)):
+        rows = bits[offset : offset + n]
+        torch.amax(rows, dim=0, out=high[text])
+        torch.amin(rows, dim=0, out=low[text])
+    torch.where(high >= 0, high, low, out=high)
     return out
