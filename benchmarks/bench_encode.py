@@ -3,7 +3,8 @@
 Same texts (MS MARCO passage lengths, see common.msmarco_like_texts), same model, same max length,
 same threads, one process, interleaved repetitions; medians and the ratio. Also checks that the
 quantized (x100) vectors are identical to sentence-transformers' after removing special tokens,
-and counts how many quantized weights bf16 moves. The hardware limit: model FLOPs per text
+and counts how many quantized weights bf16 moves. The mixed head is also timed with torch's bf16
+amax as its screen's max, in place of the int16 bit patterns (mixed_head.bits_max) it uses. The hardware limit: model FLOPs per text
 (common.flops_per_text) x docs/s, against the FLOP/s of a plain torch matmul of BERT-base's
 FFN shape measured in the same run (common.gemm_ceiling), the practical roof on this CPU.
 
@@ -90,6 +91,16 @@ def bench_model(name: str, path: Path, texts: list[str], *, max_length: int, bat
         "repro SpladeEncoder fp32": lambda: ours.encode(texts, batch_size=batch_size),
         "repro SpladeEncoder mixed (bf16 screen + exact fp32)": lambda: mixed.encode(texts, batch_size=batch_size),
     }
+    if mixed.mixed is not None:  # the screen's max by torch's bf16 amax instead of int16 bit patterns
+        from repro.encode.mixed_head import segment_max
+
+        def amax_screen():
+            mixed.mixed.screen_max = segment_max  # an instance attribute over the method
+            try:
+                return mixed.encode(texts, batch_size=batch_size)
+            finally:
+                del mixed.mixed.screen_max
+        candidates["repro SpladeEncoder mixed, screen max by torch.amax (bf16)"] = amax_screen
     for chunk in chunks or []:  # other logits chunk sizes (SpladeEncoder.[MIXED_]CHUNK_TOKENS), same encoders
         for label, enc, attr in (("fp32", ours, "CHUNK_TOKENS"), ("mixed", mixed, "MIXED_CHUNK_TOKENS")):
             def run(enc=enc, chunk=chunk, attr=attr):
@@ -219,19 +230,21 @@ def _compare_outputs(collection: Path, st_file: Path, model: Path, max_length: i
             "boundary_gap": _boundary_gap(model, max_length, texts, differing)}
 
 
-def _boundary_gap(model: Path, max_length: int, texts: dict[str, str], differing: list[tuple[str, str]]) -> float:
-    """Largest |w x 100 - (k + .5)| over the differing (document, token) weights, w from the fp32
-    head: a flip by fp32 summation order can only happen within a few fp32 units of a .5 boundary."""
+def _boundary_gap(model: Path, max_length: int, texts: dict[str, str], differing: list[tuple[str, str]]) -> float | None:
+    """Largest |w x factor - (k + .5)| over the differing (document, token) weights (None if none
+    differ), w recomputed by repro's fp32 head for those documents alone (so within an ulp or so of
+    what either run wrote): a flip of rounding can only happen that close to a .5 boundary."""
     if not differing:
-        return 0.0
+        return None
+    from repro import defaults
     from repro.encode.torch_encoder import SpladeEncoder
 
     encoder = SpladeEncoder(str(model), max_length=max_length, device="cpu", precision="fp32")
     docs = sorted({d for d, _ in differing})
-    weights = encoder.encode_float([texts[d] for d in docs]) * 100
+    row = {d: i for i, d in enumerate(docs)}
+    weights = encoder.encode_float([texts[d] for d in docs]) * defaults.DOC_FACTOR
     column = {tok: i for i, tok in enumerate(encoder.vocab)}
-    gaps = [abs(float(weights[docs.index(d), column[t]]) % 1 - 0.5) for d, t in differing]
-    return max(gaps)
+    return max(abs(float(weights[row[d], column[t]]) % 1 - 0.5) for d, t in differing)
 
 
 def whole_process(args) -> int:
@@ -301,9 +314,11 @@ def whole_process(args) -> int:
     phase_rows.append(["all phases", phase_total, "100%"])
     phase_table = common.markdown_table(["phase of `repro encode` (one fresh process, the same functions, run "
                                          "once after the timed runs)", "s", "share"], phase_rows)
+    gap = check["boundary_gap"]
+    where = ("" if gap is None else f"; each one's fp32 value x100 within {gap:.1e} of a .5 boundary, where the "
+             "order of fp32 summation (or sentence-transformers' rounding of w x 100 in double, ours in fp32) decides")
     note = (f"Vectors: {check['differ']} of {check['weights']} integer weights differ between the two outputs "
-            f"(max |diff| {check['max_abs_diff']}; each one's fp32 value x100 within {check['boundary_gap']:.1e} of a "
-            f".5 boundary, where summation order decides; {check['documents']} documents, {check['missing_documents']} "
+            f"(max |diff| {check['max_abs_diff']}{where}; {check['documents']} documents, {check['missing_documents']} "
             f"missing; special tokens dropped from sentence-transformers' output). `repro encode` ran with "
             f"--precision {args.precision}; threads {args.threads}, max length {args.max_length}, batch {args.batch_size}, "
             f"{args.reps} interleaved repetitions.")

@@ -30,20 +30,12 @@ class BadInputError(ReproError):
 
 class NonFiniteWeightsError(ReproError):
     """The model gave a text NaN or infinite weights: refused, since quantizing would drop them as
-    silent zeros. ``index``: the text's position in the encoder call, for the caller to name it."""
+    silent zeros. ``index``: the text's position in the encoder call; ``what``: how it is named."""
 
-    CAUSE = "broken model weights, or overflow under --dtype float16: use float32 or bfloat16"
-
-    def __init__(self, index: int) -> None:
-        super().__init__(self._says(f"text {index + 1} of this call"))
+    def __init__(self, index: int, what: str | None = None, path: str | Path | None = None) -> None:
+        super().__init__(f"the model produced NaN or infinite weights for {what or f'text {index + 1}'} (broken "
+                         "model weights, or an overflow in float16)", path)
         self.index = index
-
-    def naming(self, what: str, path: str | Path | None = None) -> ReproError:
-        """The same error, naming the text as the caller knows it (``document 'D12'``)."""
-        return ReproError(self._says(what), path)
-
-    def _says(self, what: str) -> str:
-        return f"the model produced NaN or infinite weights for {what} ({self.CAUSE})"
 
 
 def short(text: str, limit: int = 80) -> str:

@@ -243,39 +243,74 @@ def test_model_with_damaged_weights(cli, tiny_mlm, tmp_path):
     assert_nothing_left(tmp_path, tmp_path / "c")
 
 
-@pytest.mark.parametrize("precision", ["fp32", "mixed"])
-def test_model_giving_nan_is_refused_naming_the_text(cli, tiny_mlm, tmp_path, precision):
-    """NaN weights must not quantize into silent zeros (the bf16 screen would drop them): one line
-    naming the document or query, exit 2, nothing written. One token's input embedding poisoned
-    names the text holding it, and texts without it encode; a poisoned output row fails every text."""
+def _poison_token(folder: Path, word: str, *, output_row: bool = False) -> None:
+    """Set the input embedding (untied from the output) of ``word``'s first token to NaN, or with
+    ``output_row`` also its row of the MLM decoder."""
     import torch
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
-    poison = AutoTokenizer.from_pretrained(tiny_mlm)("river", add_special_tokens=False)["input_ids"][0]
-    model = AutoModelForMaskedLM.from_pretrained(tiny_mlm)
+    token = AutoTokenizer.from_pretrained(folder)(word, add_special_tokens=False)["input_ids"][0]
+    model = AutoModelForMaskedLM.from_pretrained(folder)
     model.config.tie_word_embeddings = False
     with torch.no_grad():
         model.cls.predictions.decoder.weight = torch.nn.Parameter(model.cls.predictions.decoder.weight.clone())
-        model.bert.embeddings.word_embeddings.weight[poison] = float("nan")
-    model.save_pretrained(tiny_mlm)
+        model.bert.embeddings.word_embeddings.weight[token] = float("nan")
+        if output_row:
+            model.cls.predictions.decoder.weight[token] = float("nan")
+    model.save_pretrained(folder)
+
+
+@pytest.mark.parametrize("options", [["--precision", "fp32"], ["--precision", "mixed"], ["--dtype", "bfloat16"]],
+                         ids=["fp32", "mixed", "bf16-autocast"])
+def test_model_giving_nan_is_refused_naming_the_text(cli, tiny_mlm, tmp_path, options, monkeypatch):
+    """NaN weights must not quantize into silent zeros (the bf16 screen, a bf16 max or onnxruntime's
+    ReduceMax could drop them): one line naming the document or query and the model, exit 2,
+    nothing written. A poisoned input embedding names the text holding that token, and texts
+    without it encode; a poisoned output row fails every text."""
+    monkeypatch.setenv("REPRO_CACHE", str(tmp_path / "cache"))  # the ONNX export of this model
+    _poison_token(tiny_mlm, "river")
     corpus = tmp_path / "c.tsv"
     corpus.write_text("d1\tthe cat sat on the mat\nd2\ta long river and a lake\n", encoding="utf-8")
-    res = cli("encode", corpus, "-m", tiny_mlm, "-o", tmp_path / "c", "-q", "--precision", precision)
+    res = cli("encode", corpus, "-m", tiny_mlm, "-o", tmp_path / "c", "-q", *options)
     assert_user_error(res, "NaN or infinite weights for document 'd2'", "float16", path=tiny_mlm)
     assert_nothing_left(tmp_path, tmp_path / "c")
-    topics = tmp_path / "topics.tsv"  # alone, so no batch-mate's recomputed columns carry its NaN out
+    # alone in the mixed head's chunk: a chunk-mate's recomputed columns would show its NaN even
+    # without the screen's own check
+    topics = tmp_path / "topics.tsv"
     topics.write_text("q7\ta long river and a lake\n", encoding="utf-8")
-    res = cli("encode", topics, "--queries", "-m", tiny_mlm, "-o", tmp_path / "q.tsv", "--precision", precision)
-    assert_user_error(res, "NaN or infinite weights for query 'q7'", path=tiny_mlm)
-    assert_nothing_left(tmp_path, tmp_path / "q.tsv")
+    for runtime in [[], ["--runtime", "onnx"]] if options == ["--precision", "fp32"] else [[]]:
+        res = cli("encode", topics, "--queries", "-m", tiny_mlm, "-o", tmp_path / "q.tsv", *options, *runtime)
+        assert_user_error(res, "NaN or infinite weights for query 'q7'", path=tiny_mlm)
+        assert_nothing_left(tmp_path, tmp_path / "q.tsv")
     clean = tmp_path / "clean.tsv"
     clean.write_text("d1\tthe cat sat on the mat\n", encoding="utf-8")
-    assert cli("encode", clean, "-m", tiny_mlm, "-o", tmp_path / "c", "-q", "--precision", precision).code == 0
-    with torch.no_grad():
-        model.cls.predictions.decoder.weight[poison] = float("nan")
-    model.save_pretrained(tiny_mlm)
-    res = cli("encode", clean, "-m", tiny_mlm, "-o", tmp_path / "c2", "-q", "--precision", precision)
+    assert cli("encode", clean, "-m", tiny_mlm, "-o", tmp_path / "c", "-q", *options).code == 0
+    if "--precision" in options:  # the head named is the head that ran
+        assert json.loads((tmp_path / "c" / "manifest.json").read_text())["head_precision"] == [options[1]]
+    _poison_token(tiny_mlm, "river", output_row=True)
+    res = cli("encode", clean, "-m", tiny_mlm, "-o", tmp_path / "c2", "-q", *options)
     assert_user_error(res, "NaN or infinite weights for document 'd1'", path=tiny_mlm)
+
+
+def test_static_query_table_with_nan_is_refused(cli, tiny_mlm, tmp_path):
+    """An inference-free model whose query table holds a NaN: the query using that token is refused."""
+    from safetensors.torch import load_file, save_file
+    from transformers import AutoTokenizer
+
+    from repro.testing import build_inference_free
+
+    folder = build_inference_free(tmp_path / "if", tiny_mlm)
+    token = AutoTokenizer.from_pretrained(tiny_mlm)("river", add_special_tokens=False)["input_ids"][0]
+    tables = [p for p in folder.rglob("model.safetensors") if set(load_file(p)) == {"weight"}]
+    assert len(tables) == 1
+    state = load_file(tables[0])
+    state["weight"][token] = float("nan")
+    save_file(state, tables[0])
+    topics = tmp_path / "topics.tsv"
+    topics.write_text("q1\tthe cat\nq2\ta long river\n", encoding="utf-8")
+    res = cli("encode", topics, "--queries", "-m", folder, "-o", tmp_path / "q.tsv")
+    assert_user_error(res, "NaN or infinite weights for query 'q2'", path=folder)
+    assert_nothing_left(tmp_path, tmp_path / "q.tsv")
 
 
 @pytest.mark.parametrize("model_arg,fragment", [

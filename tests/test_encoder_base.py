@@ -212,3 +212,36 @@ def test_autocast_dtypes_take_the_chunked_head_too(tiny_mlm, dtype):
     assert all(vectors) and len(vectors) == 3
     shared = sum(len(set(a) & set(b)) for a, b in zip(vectors, fp32))
     assert shared >= 0.8 * sum(len(b) for b in fp32)  # lower precision moves weights, not the vocabulary
+
+
+@pytest.mark.parametrize("pooling", ["max", "sum"])
+def test_onnx_pooling_graph_keeps_nan_and_ignores_padding(pooling, tmp_path):
+    """onnxruntime's ReduceMax drops a NaN outside the first row: the exported pooling graph must
+    still give a text with one NaN logit NaN weights (for the encoder's finite check), and a NaN at
+    a padding position or in a special column must not count, as in the torch encoder."""
+    import types
+
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    from repro.encode.onnx_encoder import OPSET, _SpladeGraph
+
+    vocab, poison, special = 6, 7, 0
+
+    class Logits(torch.nn.Module):  # logit v of token t: (t + v) / 10; token 7 gives NaN everywhere
+        def forward(self, input_ids, attention_mask):
+            base = (input_ids.unsqueeze(-1) + torch.arange(vocab)).float() / 10
+            logits = torch.where((input_ids == poison).unsqueeze(-1), torch.tensor(float("nan")), base)
+            logits[..., special] = torch.where(input_ids == 3, torch.tensor(float("nan")), logits[..., special])
+            return types.SimpleNamespace(logits=logits)
+
+    graph = _SpladeGraph.build(Logits(), [special], vocab, pooling)
+    ids = torch.tensor([[1, 2, poison, 4], [1, 3, poison, poison]])  # text 2: the NaN only at padding
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])
+    path = tmp_path / "g.onnx"
+    torch.onnx.export(graph, (ids, mask), str(path), dynamo=False, opset_version=OPSET,
+                      input_names=["input_ids", "attention_mask"], output_names=["weights"])
+    out = ort.InferenceSession(str(path)).run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})[0]
+    assert np.isnan(out[0, 1:]).all()  # the poisoned text: NaN, not its other tokens' max
+    assert np.isfinite(out[1]).all() and out[1, special] == 0 and (out[1, 1:] > 0).all()

@@ -79,13 +79,14 @@ def test_mixed_head_equals_fp32_on_thousands_of_real_texts(splade_tiny, shared_d
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
-def test_segment_max_of_16_bit_floats_is_the_float_max_bit_for_bit(dtype):
-    """The bit-pattern max (int16 max where anything is >= +0, int16 min where all is negative)
-    picks the same element as a float max: columns all negative, all -0, -0 among negatives,
-    zeros among positives, +-inf, and texts of one row."""
+def test_bits_max_is_the_float_max(dtype):
+    """The screen's bit-pattern max (int16 max where anything is >= +0, int16 min where all is
+    negative) gives the float max bit for bit: columns all negative, all -0, -0 among negatives,
+    zeros among positives, +-inf, subnormals, and texts of one row. The plain segment_max, which
+    the autocast head uses, keeps NaN of either sign (bits_max is for NaN-free screens only)."""
     import torch
 
-    from repro.encode.mixed_head import segment_max
+    from repro.encode.mixed_head import bits_max, segment_max
 
     torch.manual_seed(0)
     m = torch.randn(400, 64).to(getattr(torch, dtype))
@@ -99,11 +100,40 @@ def test_segment_max_of_16_bit_floats_is_the_float_max_bit_for_bit(dtype):
     m[3, 5] = float("inf")
     m[:, 6] = -m[:, 6].abs() * 1e-3  # tiny negatives, subnormal in float16
     lengths = [1, 150, 1, 98, 100, 50]
-    ours = segment_max(m, lengths)
+    ours = bits_max(m, lengths)
     spans = torch.tensor(lengths).cumsum(0).tolist()
     ref = torch.stack([m[stop - n : stop].float().amax(dim=0) for n, stop in zip(lengths, spans)]).to(m.dtype)
     assert torch.equal(ours.view(torch.int16), ref.view(torch.int16))
-    assert torch.equal(segment_max(m, lengths, out=torch.empty_like(ours)), ours)
+    assert torch.equal(bits_max(m, lengths, out=torch.empty_like(ours)), ours)
+    with pytest.raises(TypeError):
+        bits_max(m.float(), lengths)
+    negative_nan = torch.tensor([-1], dtype=torch.int16).view(m.dtype)  # the sign bit set, as x86 makes NaN
+    m[5, 0], m[6, 3] = negative_nan, negative_nan
+    plain = segment_max(m, lengths)
+    assert torch.isnan(plain[1, 0]) and torch.isnan(plain[1, 3])
+
+
+def test_mixed_head_gives_non_finite_entries_as_fp32_does():
+    """A head row with NaN, a NaN or +inf bias, a -inf bias (an entry masked off) and a NaN hidden
+    state: the screen would drop what fp32 makes NaN or inf, so those come out as fp32 gives them."""
+    import torch
+
+    from repro.encode.mixed_head import MixedHead, segment_max
+
+    torch.manual_seed(1)
+    weight, bias = torch.randn(300, 16), torch.randn(300) * 0.1
+    weight[3, 5] = float("nan")
+    bias[4], bias[5], bias[6] = float("nan"), float("inf"), float("-inf")
+    hidden, lengths = torch.randn(40, 16), [10, 20, 10]
+    hidden[35, 2] = float("nan")  # the third text
+    out = MixedHead(weight, bias).best(hidden, lengths, FACTOR)
+    plain = segment_max(hidden @ weight.t(), lengths) + bias
+    for col in (3, 4):
+        assert torch.isnan(out[:2, col]).all() and torch.isnan(plain[:2, col]).all()
+    assert (out[:2, 5] == float("inf")).all() and (out[:2, 6] == float("-inf")).all()
+    assert torch.isnan(out[2]).all() and torch.isnan(plain[2]).all()
+    kept = out[:2] > -float("inf")  # elsewhere: exact where it can count, as in the fp32 head
+    assert torch.equal(out[:2][kept & torch.isfinite(out[:2])], plain[:2][kept & torch.isfinite(out[:2])])
 
 
 def test_encode_precision_mixed_writes_the_same_collection(tmp_path, splade_tiny, shared_data):

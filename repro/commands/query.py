@@ -64,7 +64,7 @@ def command(index, text, model, hits, runtime, query_max_length, factor, query_c
     for line in lines:
         if line.strip():
             started = time.perf_counter()
-            vector = encoder.encode([line], factor=factor)[0]
+            vector = encoder.encode([line], factor=factor, names=[line.strip()[:80]], kind="query")[0]
             encoded = time.perf_counter()
             ranked = searcher.search(vector, hits) if vector else []
             done = time.perf_counter()

@@ -162,9 +162,16 @@ class EncoderBase:
                 out[chunk[r]][self.vocab[c]] = v
         return out
 
-    def encode(self, texts: Sequence[str], factor: float = defaults.DOC_FACTOR, batch_size: int = defaults.BATCH_SIZE) -> list[dict[str, int]]:
-        """Tokenize and encode texts; counts empties, truncations and all-zero vectors."""
+    def encode(self, texts: Sequence[str], factor: float = defaults.DOC_FACTOR, batch_size: int = defaults.BATCH_SIZE,
+               *, names: Sequence[str] | None = None, kind: str = "text") -> list[dict[str, int]]:
+        """Tokenize and encode texts; counts empties, truncations and all-zero vectors. ``names``
+        (ids) and ``kind`` ("document", "query") name a text whose weights are not finite."""
         ids, truncated = self.tokenize(texts)
-        vectors = self.encode_ids(ids, factor, batch_size)
+        try:
+            vectors = self.encode_ids(ids, factor, batch_size)
+        except NonFiniteWeightsError as err:
+            what = f"{kind} {names[err.index]!r}" if names is not None else f"{kind} {err.index + 1}"
+            source = getattr(self, "source", None)
+            raise NonFiniteWeightsError(err.index, what, source.root if source is not None else None) from err
         self.stats.record(texts, truncated, vectors)
         return vectors

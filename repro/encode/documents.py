@@ -21,7 +21,7 @@ from typing import Any
 
 from repro import defaults
 from repro.distributed import rank_and_world
-from repro.errors import BadInputError, NonFiniteWeightsError, ReproError
+from repro.errors import BadInputError, ReproError
 from repro.formats.collection import EMPTY_TOKEN, SHARDS, STATE, record_line, shard_name, weight_units
 from repro.formats.corpus import Doc, iter_docs
 from repro.formats.textio import ReadCounts
@@ -214,10 +214,8 @@ def encode_corpus(
                     continue
                 log.warning("%s: its input documents changed since it was written; encoding it again", shard_name(index))
             before = asdict(encoder.stats)
-            try:
-                vectors = encoder.encode([d.text for d in docs], factor=factor, batch_size=batch_size)
-            except NonFiniteWeightsError as err:
-                raise err.naming(f"document {docs[err.index].id!r}", model) from err
+            vectors = encoder.encode([d.text for d in docs], factor=factor, batch_size=batch_size,
+                                     names=[d.id for d in docs], kind="document")
             facts = {k: v - before[k] for k, v in asdict(encoder.stats).items() if k in ("empty", "truncated", "quantized_empty")}
             writer.submit(index, docs, vectors, {**facts, "precision": encoder.precision})
             bar.update(len(docs))

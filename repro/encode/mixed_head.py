@@ -50,6 +50,10 @@ PRECISIONS = ("auto", "fp32", "mixed")
 #   wins at both widths (splade-tiny 2.26x, BERT-base-sized 1.23x faster, with the int16 max).
 # GPUs stay on fp32 until benchmarks/bench_gpu.py has measured them.
 AUTO_MIXED_MIN_HIDDEN = {"amx": 512, "avx512_bf16": 0}
+# Token rows per bf16 screen product: 512 rows (31 MB at vocab 30522) fit a 32 MB L3 for the max that
+# follows; on the AMD EPYC 1.46x faster than 1024 rows for splade-tiny, equal for BERT-base-sized
+# (docs/benchmarks.md, 2026-12-04). On the Xeon, 64 rows had beaten 1024 for splade-tiny.
+SCREEN_ROWS = 512
 
 
 def check_precision(precision: str) -> str:
@@ -122,22 +126,24 @@ class MixedHead:
         self.row_norms = self.weight.norm(dim=1)
         self.bias = bias.float() if bias is not None else torch.zeros(weight.shape[0], device=weight.device)
         self.a, self.c = bound_coefficients(weight.shape[1])
-        # A NaN in the head would fail the screen's test and vanish as a zero; fp32 gives NaN there.
-        self.finite = bool(torch.isfinite(self.weight).all()) and bool(torch.isfinite(self.bias).all())
+        # Entries whose weight row is not finite, or whose bias is NaN or +inf, would fail the screen's
+        # test and vanish as zeros: they are always recomputed, so they come out as fp32 gives them
+        # (a -inf bias, which masks an entry, is screened out correctly and stays -inf).
+        self.always = ~torch.isfinite(self.weight).all(dim=1) | torch.isnan(self.bias) | (self.bias == float("inf"))
+        self.always = self.always if bool(self.always.any()) else None
         self.recomputed = 0  # (text, entry) pairs recomputed in fp32, for benchmarks
 
-    def best(self, hidden: Any, lengths: Sequence[int], factor: float, chunk_tokens: int = 512) -> Any:
+    def best(self, hidden: Any, lengths: Sequence[int], factor: float, chunk_tokens: int = SCREEN_ROWS) -> Any:
         """(texts, vocab) fp32: the exact max logit + bias where it can quantize to nonzero, -inf elsewhere."""
         import torch
 
         threshold = zero_threshold(factor)
-        if not self.finite:  # every text gets a NaN logit from fp32's head too: for the encoder's check
-            return torch.full((len(lengths), self.weight.shape[0]), float("nan"), device=hidden.device)
         out = torch.full((len(lengths), self.weight.shape[0]), float("-inf"), device=hidden.device)
         with _full_precision_reductions(hidden.device.type):
             for row, stop, start, rows in text_chunks(lengths, chunk_tokens):
                 self._chunk(hidden[start : start + rows], lengths[row:stop], out[row:stop], threshold)
         # So would a NaN or inf hidden state: its text is marked NaN, as fp32's head leaves it.
+        # (Finite inputs also keep NaN out of the screen, which bits_max needs.)
         finite = torch.isfinite(hidden).all(dim=1)
         if not bool(finite.all()):
             for text, (offset, n) in enumerate(zip(_offsets(lengths), lengths)):
@@ -145,16 +151,21 @@ class MixedHead:
                     out[text] = float("nan")
         return out
 
+    def screen_max(self, screen: Any, lengths: Sequence[int]) -> Any:
+        """The screen's per-text max (benchmarks/bench_encode.py sets torch.amax's in its place)."""
+        return bits_max(screen, lengths)
+
     def _chunk(self, x: Any, lengths: Sequence[int], out: Any, threshold: float) -> None:
         import torch
 
         screen = torch.mm(x.to(torch.bfloat16), self.weight16.t())  # (rows, vocab) bf16
         norms = x.norm(dim=1)
-        m16 = segment_max(screen, lengths).float()  # (texts, vocab)
+        m16 = self.screen_max(screen, lengths).float()  # (texts, vocab)
         xmax = torch.stack([norms[o : o + n].max() for o, n in zip(_offsets(lengths), lengths)])
         upper = m16 + self.c * m16.abs() + self.a * xmax.unsqueeze(1) * self.row_norms.unsqueeze(0) + self.bias
         mask = upper >= threshold  # (texts, vocab)
-        union = mask.any(dim=0).nonzero(as_tuple=True)[0]  # one product for the chunk: faster than one per text
+        wanted = mask.any(dim=0) if self.always is None else mask.any(dim=0) | self.always
+        union = wanted.nonzero(as_tuple=True)[0]  # one product for the chunk: faster than one per text
         if union.numel() == 0:
             return
         exact = torch.mm(x, self.weight[union].t())  # (rows, |union|) fp32
@@ -186,34 +197,33 @@ def _offsets(lengths: Sequence[int]) -> list[int]:
 
 
 def segment_max(matrix: Any, lengths: Sequence[int], out: Any | None = None) -> Any:
-    """Max over each text's rows (one reduction per text), into ``out`` (texts x vocab) when given.
-
-    16-bit floats (the bf16 screen) are reduced as their bit patterns (``_bits_max``): torch's
-    bf16 amax on CPU converts element by element and ran at a third of the int16 speed here
-    (benchmarks/bench_encode.py); the result is the same element, bit for bit.
-    """
+    """Max over each text's rows (one amax per text), into ``out`` (texts x vocab) when given."""
     import torch
 
     if out is None:
         out = torch.empty((len(lengths), matrix.shape[1]), dtype=matrix.dtype, device=matrix.device)
-    if matrix.element_size() == 2 and matrix.is_floating_point():
-        return _bits_max(matrix, lengths, out)
     for text, (offset, n) in enumerate(zip(_offsets(lengths), lengths)):
         torch.amax(matrix[offset : offset + n], dim=0, out=out[text])
     return out
 
 
-def _bits_max(matrix: Any, lengths: Sequence[int], out: Any) -> Any:
-    """segment_max of a 16-bit float matrix through int16 views (sign and magnitude as in IEEE).
+def bits_max(matrix: Any, lengths: Sequence[int], out: Any | None = None) -> Any:
+    """segment_max of a 16-bit float matrix without NaN (the bf16 screen), through int16 views.
 
-    Read as int16, a float's bits order the non-negative floats as the floats (+0 lowest) and put
-    every negative float below them, in reverse (larger magnitude, larger int). So where a column
-    holds anything >= +0 the int max is the float max; where all is negative the float max has the
-    smallest magnitude, the int min. NaN is not ordered this way: callers keep it out (the mixed
-    head checks its inputs are finite).
+    torch's bf16 amax on CPU converts element by element: on the AMD EPYC the screen's max ran at a
+    third of this speed (benchmarks/bench_encode.py). Read as int16, a float's bits order the
+    non-negative floats as the floats do (+0 lowest) and put every negative float below them, in
+    reverse (larger magnitude, larger int). So where a column holds anything >= +0 the int16 max is
+    the float max; where all is negative the float max has the smallest magnitude, the int16 min.
+    The same value as a float max (a column holding both -0 and +0 gives +0). NaN is not ordered
+    this way (a negative NaN would be lost): only for inputs known to be free of it.
     """
     import torch
 
+    if out is None:
+        out = torch.empty((len(lengths), matrix.shape[1]), dtype=matrix.dtype, device=matrix.device)
+    if matrix.element_size() != 2 or out.dtype != matrix.dtype or not matrix.is_floating_point():
+        raise TypeError(f"bits_max takes a 16-bit float matrix and an out of its dtype, not {matrix.dtype}/{out.dtype}")
     bits = matrix.view(torch.int16)
     high = out.view(torch.int16)
     low = torch.empty_like(high)

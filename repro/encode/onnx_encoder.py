@@ -30,6 +30,7 @@ from repro.encode.base import EncoderBase, clamp_max_length
 from repro.errors import ReproError
 
 OPSET = 17
+GRAPH = 2  # the pooling graph's version: part of the cache key, so a changed graph is exported anew
 
 
 def _cache_root() -> Path:
@@ -39,7 +40,7 @@ def _cache_root() -> Path:
 def _model_key(source: model_io.ModelSource, side: str, max_length: int) -> str:
     """Digest of the model folder's content and everything the graph depends on."""
     route = source.route(side)
-    settings = f"{OPSET}:{max_length}:{side}:{route.pooling}:{route.activation}:{model_io.fingerprint(source.root)}"
+    settings = f"{OPSET}:{GRAPH}:{max_length}:{side}:{route.pooling}:{route.activation}:{model_io.fingerprint(source.root)}"
     return hashlib.sha256(settings.encode()).hexdigest()[:16]
 
 
@@ -58,19 +59,24 @@ class _SpladeGraph:
             def __init__(self) -> None:
                 super().__init__()
                 self.mlm = mlm
-                keep = torch.ones(vocab)
-                keep[list(special_ids)] = 0.0
-                self.register_buffer("keep", keep)
+                drop = torch.zeros(vocab, dtype=torch.bool)
+                drop[list(special_ids)] = True
+                self.register_buffer("drop", drop)
 
             def forward(self, input_ids, attention_mask):
+                # masked_fill rather than multiplying by masks: NaN x 0 is NaN, so a NaN at padding or
+                # in a special column would count where the torch encoder drops it
                 logits = self.mlm(input_ids=input_ids, attention_mask=attention_mask).logits
+                pad = attention_mask.unsqueeze(-1) == 0
                 if pooling == "sum":
-                    mask = attention_mask.unsqueeze(-1).to(logits.dtype)
-                    return (activate(logits) * mask).sum(dim=1) * self.keep
-                lowest = torch.finfo(logits.dtype).min
-                logits = logits.masked_fill(attention_mask.unsqueeze(-1) == 0, lowest)
+                    return activate(logits).masked_fill(pad, 0.0).sum(dim=1).masked_fill(self.drop, 0.0)
+                logits = logits.masked_fill(pad, torch.finfo(logits.dtype).min)
                 best = logits.max(dim=1).values
-                return activate(best) * self.keep
+                # onnxruntime's ReduceMax drops a NaN outside the first row; a sum keeps it (and is NaN
+                # otherwise only beside a +inf logit, which fails the encoder's finite check anyway)
+                total = logits.sum(dim=1)
+                best = torch.where(torch.isnan(total), total, best)
+                return activate(best).masked_fill(self.drop, 0.0)
 
         return Graph().eval()
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from repro.outputs import atomic_write, prepare_output
-from repro.errors import NonFiniteWeightsError, ReproError
+from repro.errors import ReproError
 from repro.manifest import write_manifest
 from repro.formats.topics import read_topics
 
@@ -58,10 +58,8 @@ def encode_topics(
     topics = read_topics(source, fmt, smart_ids=smart_ids, split=split)
     encoder = query_encoder(model, runtime=runtime, max_length=max_length, device=device, dtype=dtype, threads=threads,
                             precision=precision)
-    try:
-        vectors = encoder.encode(list(topics.values()), factor=factor, batch_size=batch_size)
-    except NonFiniteWeightsError as err:
-        raise err.naming(f"query {list(topics)[err.index]!r}", model) from err
+    vectors = encoder.encode(list(topics.values()), factor=factor, batch_size=batch_size, names=list(topics),
+                             kind="query")
     with atomic_write(output) as handle:
         for qid, vec in zip(topics, vectors):
             handle.write(query_line(qid, vec) + "\n")

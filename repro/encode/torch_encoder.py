@@ -20,7 +20,8 @@ from typing import Any
 
 from repro.encode import model as model_io
 from repro.encode.base import EncoderBase, clamp_max_length, quantize
-from repro.encode.mixed_head import MixedHead, check_precision, resolve_precision, segment_max, text_chunks
+from repro.encode.mixed_head import SCREEN_ROWS, MixedHead, check_precision, resolve_precision, segment_max, text_chunks
+from repro.errors import NonFiniteWeightsError
 
 
 
@@ -58,11 +59,9 @@ class SpladeEncoder(EncoderBase):
 
     # Rows of one (tokens x vocab) fp32 logits product. 128 rows (16 MB at vocab 30522) stay in
     # cache for the max that follows: 1.5x faster than 1024 rows for splade-tiny, equal for
-    # BERT-base (docs/benchmarks.md, chunk rows). The bf16 screen's product of 512 rows (31 MB)
-    # still fits a 32 MB L3 for its max: 1.23x faster than 1024 rows for splade-tiny and 1.09x for
-    # BERT-base-sized on the AMD EPYC (2026-12-04); on the Xeon 64 rows beat 1024 for splade-tiny.
+    # BERT-base (docs/benchmarks.md, chunk rows). The bf16 screen's rows: repro.encode.mixed_head.
     CHUNK_TOKENS = 128
-    MIXED_CHUNK_TOKENS = 512
+    MIXED_CHUNK_TOKENS = SCREEN_ROWS
 
     def __init__(
         self,
@@ -148,8 +147,8 @@ class SpladeEncoder(EncoderBase):
         with torch.inference_mode(), self._autocast():
             if self.encoder is None:  # unknown layout: full logits, padding masked out
                 logits = self.model(input_ids=ids, attention_mask=mask).logits.float()
-                if self.pooling == "sum":
-                    return (self._activate(logits) * mask.unsqueeze(-1)).sum(dim=1)
+                if self.pooling == "sum":  # masked_fill, not * mask: a NaN at padding must not count
+                    return self._activate(logits).masked_fill(~mask.bool().unsqueeze(-1), 0.0).sum(dim=1)
                 logits = logits.masked_fill(~mask.bool().unsqueeze(-1), float("-inf"))
                 return self._activate(logits.max(dim=1).values)
             hidden = self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
@@ -270,8 +269,10 @@ class StaticQueryEncoder(EncoderBase):
 
         special = set(self.special_ids)
         out: list[dict[str, int]] = []
-        for ids in token_ids:
+        for position, ids in enumerate(token_ids):
             distinct = np.unique(np.asarray([t for t in ids if t not in special], dtype=np.int64))
+            if not np.isfinite(self._weights[distinct]).all():
+                raise NonFiniteWeightsError(position)
             _, cols, vals = quantize(self._weights[distinct][None, :], factor)
             out.append({self.vocab[int(distinct[c])]: int(v) for c, v in zip(cols.tolist(), vals.tolist())})
         return out

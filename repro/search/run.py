@@ -149,7 +149,7 @@ def impact_queries(topics: str | None, encoded_queries: str | None, model: str |
 
     texts = read_topics(topics, topic_format, smart_ids=smart_ids, split=split)
     encoder = query_encoder(model, runtime=runtime, max_length=query_max_length, threads=threads)
-    vectors = encoder.encode(list(texts.values()), factor=factor, batch_size=batch_size)
+    vectors = encoder.encode(list(texts.values()), factor=factor, batch_size=batch_size, names=list(texts), kind="query")
     if counts is not None:
         counts["truncated_queries"] = int(encoder.stats.truncated)
     return dict(zip(texts, vectors))

@@ -193,7 +193,8 @@ class Retriever:
             found = search_topics(self.index, live, kind="bm25", hits=self.hits, threads=self.threads,
                                   memory=self.memory) if live else {}
         else:
-            vectors = dict(zip(topics, self.encoder.encode(list(topics.values()), factor=self.factor)))
+            vectors = dict(zip(topics, self.encoder.encode(list(topics.values()), factor=self.factor, names=list(topics),
+                                                           kind="query")))
             live = {qid: v for qid, v in vectors.items() if any(w > 0 for w in v.values())}
             module = engines.get(self.engine).load()
             found = module.search_many(self.index, live, hits=self.hits, threads=self.threads,
