@@ -217,8 +217,9 @@ def test_autocast_dtypes_take_the_chunked_head_too(tiny_mlm, dtype):
 @pytest.mark.parametrize("pooling", ["max", "sum"])
 def test_onnx_pooling_graph_keeps_nan_and_ignores_padding(pooling, tmp_path):
     """onnxruntime's ReduceMax drops a NaN outside the first row: the exported pooling graph must
-    still give a text with one NaN logit NaN weights (for the encoder's finite check), and a NaN at
-    a padding position or in a special column must not count, as in the torch encoder."""
+    still give a text with one NaN token (its hidden state and logits) NaN weights (for the
+    encoder's finite check), and a NaN at a padding position or in a special column must not
+    count, as in the torch encoder."""
     import types
 
     import numpy as np
@@ -230,11 +231,12 @@ def test_onnx_pooling_graph_keeps_nan_and_ignores_padding(pooling, tmp_path):
     vocab, poison, special = 6, 7, 0
 
     class Logits(torch.nn.Module):  # logit v of token t: (t + v) / 10; token 7 gives NaN everywhere
-        def forward(self, input_ids, attention_mask):
+        def forward(self, input_ids, attention_mask, output_hidden_states=False):
             base = (input_ids.unsqueeze(-1) + torch.arange(vocab)).float() / 10
             logits = torch.where((input_ids == poison).unsqueeze(-1), torch.tensor(float("nan")), base)
             logits[..., special] = torch.where(input_ids == 3, torch.tensor(float("nan")), logits[..., special])
-            return types.SimpleNamespace(logits=logits)
+            hidden = torch.where((input_ids == poison).unsqueeze(-1), torch.tensor(float("nan")), base[..., :2])
+            return types.SimpleNamespace(logits=logits, hidden_states=(hidden,))
 
     graph = _SpladeGraph.build(Logits(), [special], vocab, pooling)
     ids = torch.tensor([[1, 2, poison, 4], [1, 3, poison, poison]])  # text 2: the NaN only at padding

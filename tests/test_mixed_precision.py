@@ -136,6 +136,23 @@ def test_mixed_head_gives_non_finite_entries_as_fp32_does():
     assert torch.equal(out[:2][kept & torch.isfinite(out[:2])], plain[:2][kept & torch.isfinite(out[:2])])
 
 
+def test_mixed_head_keeps_a_nan_that_only_the_screen_overflow_makes():
+    """Finite weights and hidden states whose products overflow to +inf and -inf: fp32 sums them to
+    NaN, and so does the bf16 screen; the screen's NaN must be recomputed, not read as 'below'."""
+    import torch
+
+    from repro.encode.mixed_head import MixedHead, segment_max
+
+    torch.manual_seed(0)
+    weight, bias = torch.randn(50, 16) * 0.1, torch.zeros(50)
+    weight[7, 0], weight[7, 1] = 3e38, -3e38
+    hidden = torch.randn(3, 16) * 0.5
+    hidden[:, 0] = hidden[:, 1] = 2.0
+    plain = segment_max(hidden @ weight.t(), [3]) + bias
+    out = MixedHead(weight, bias).best(hidden, [3], FACTOR)
+    assert torch.isnan(plain[0, 7]) and torch.isnan(out[0, 7])
+
+
 def test_encode_precision_mixed_writes_the_same_collection(tmp_path, splade_tiny, shared_data):
     """`repro encode --precision mixed` against the default fp32 run on 60 real passages: the same
     documents, terms and weights (a one-unit .5 flip allowed, counted)."""

@@ -220,3 +220,41 @@ def test_unsupported_modules_are_refused_in_one_line(kind, needle, shapes, tmp_p
         assert proc.stderr.strip() == f"error: {folder / 'modules.json'}: module 1_Pooling is a Pooling: repro " \
             "encodes exactly only SPLADE (Transformer fill-mask + SpladePooling, or a Router of those and SparseStaticEmbedding)"
         assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_checkpoint_saved_in_16_bits_is_encoded_in_float32(dtype, splade_tiny, tmp_path):
+    """splade-tiny saved by transformers in bf16/fp16 (its config says so; transformers and ST would
+    compute in it): repro loads it as float32, so the default head (mixed where auto picks it)
+    runs, and documents and queries (torch and ONNX) equal ST's encode_* with dtype float32."""
+    import torch
+    from sentence_transformers import SparseEncoder
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    folder = tmp_path / dtype
+    AutoModelForMaskedLM.from_pretrained(str(splade_tiny)).to(getattr(torch, dtype)).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(str(splade_tiny)).save_pretrained(folder)
+    assert json.loads((folder / "config.json").read_text())["dtype"] == dtype
+    st = SparseEncoder(str(folder), device="cpu", model_kwargs={"dtype": torch.float32})
+    vocab = st.tokenizer.convert_ids_to_tokens(list(range(st.tokenizer.vocab_size)))
+    special = {i for i in st.tokenizer.all_special_ids if i is not None}
+
+    def reference(run) -> list[dict[str, int]]:
+        q = torch.round(run(TEXTS, convert_to_sparse_tensor=False).float() * FACTOR).to(torch.int64)
+        return [{vocab[c]: int(row[c]) for c in torch.nonzero(row > 0).flatten().tolist() if c not in special}
+                for row in q]
+
+    docs = _repro_documents(tmp_path / "d", str(folder))
+    flips, total = _compare(docs, reference(st.encode_document))
+    assert total > 300 and flips <= MAX_FLIPS, (flips, total)
+    for runtime in ("torch", "onnx"):
+        topics = tmp_path / "topics.tsv"
+        topics.write_text("".join(f"q{i}\t{t}\n" for i, t in enumerate(TEXTS)), encoding="utf-8")
+        out = tmp_path / f"q-{runtime}.tsv"
+        result = CliRunner().invoke(cli, ["encode", str(topics), "--queries", "-m", str(folder), "-o", str(out),
+                                          "--factor", str(FACTOR), "--max-length", "512", "--runtime", runtime],
+                                    env={"REPRO_CACHE": str(tmp_path / "cache")})
+        assert result.exit_code == 0, result.output
+        vectors = read_encoded_queries(out)
+        flips, total = _compare([vectors.get(f"q{i}", {}) for i in range(len(TEXTS))], reference(st.encode_query))
+        assert total > 100 and flips <= MAX_FLIPS, (runtime, flips, total)

@@ -143,7 +143,7 @@ class MixedHead:
             for row, stop, start, rows in text_chunks(lengths, chunk_tokens):
                 self._chunk(hidden[start : start + rows], lengths[row:stop], out[row:stop], threshold)
         # So would a NaN or inf hidden state: its text is marked NaN, as fp32's head leaves it.
-        # (Finite inputs also keep NaN out of the screen, which bits_max needs.)
+        # (A NaN that bits_max might lose comes from an overflow, which makes xmax x row norm inf too.)
         finite = torch.isfinite(hidden).all(dim=1)
         if not bool(finite.all()):
             for text, (offset, n) in enumerate(zip(_offsets(lengths), lengths)):
@@ -163,7 +163,9 @@ class MixedHead:
         m16 = self.screen_max(screen, lengths).float()  # (texts, vocab)
         xmax = torch.stack([norms[o : o + n].max() for o, n in zip(_offsets(lengths), lengths)])
         upper = m16 + self.c * m16.abs() + self.a * xmax.unsqueeze(1) * self.row_norms.unsqueeze(0) + self.bias
-        mask = upper >= threshold  # (texts, vocab)
+        # Not `upper >= threshold`: a NaN in the screen (finite inputs whose products overflow to inf
+        # and -inf) must be recomputed, as fp32 gives NaN there, not screened out as a zero.
+        mask = ~(upper < threshold)  # (texts, vocab)
         wanted = mask.any(dim=0) if self.always is None else mask.any(dim=0) | self.always
         union = wanted.nonzero(as_tuple=True)[0]  # one product for the chunk: faster than one per text
         if union.numel() == 0:

@@ -293,15 +293,23 @@ def load_tokenizer(route: Route) -> Any:
     return tokenizer
 
 
+# Weights are loaded as float32 whatever dtype the folder was saved in: transformers 5 (and so
+# sentence-transformers) would keep a bf16/fp16 checkpoint in that dtype, which the fp32 and mixed
+# heads, `--dtype float32` and the equivalence with ST loaded in float32 all rest on not doing. The
+# upcast is exact; `--dtype bfloat16`/`float16` (autocast) is the way to compute in 16 bits.
+LOAD_DTYPE = "float32"
+
+
 def load(source: ModelSource, side: str = "document") -> tuple[Any, Any]:
-    """Load (tokenizer, masked-LM model) of one side, in eval mode; failures become one line."""
+    """Load (tokenizer, masked-LM model in float32) of one side, in eval mode; failures become one line."""
     from transformers import AutoModelForMaskedLM
 
     route = source.route(side)
     if route.kind != "mlm":
         raise ReproError(f"the {side} side of this model is a {route.module} (no transformer)", route.path)
     tokenizer = load_tokenizer(route)
-    model = _loading(route.path, lambda: AutoModelForMaskedLM.from_pretrained(route.path, local_files_only=True))
+    model = _loading(route.path, lambda: AutoModelForMaskedLM.from_pretrained(route.path, local_files_only=True,
+                                                                             dtype=LOAD_DTYPE))
     model.eval()
     return tokenizer, model
 

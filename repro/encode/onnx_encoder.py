@@ -30,7 +30,7 @@ from repro.encode.base import EncoderBase, clamp_max_length
 from repro.errors import ReproError
 
 OPSET = 17
-GRAPH = 2  # the pooling graph's version: part of the cache key, so a changed graph is exported anew
+GRAPH = 4  # the pooling graph's version: part of the cache key, so a changed graph is exported anew
 
 
 def _cache_root() -> Path:
@@ -66,16 +66,19 @@ class _SpladeGraph:
             def forward(self, input_ids, attention_mask):
                 # masked_fill rather than multiplying by masks: NaN x 0 is NaN, so a NaN at padding or
                 # in a special column would count where the torch encoder drops it
-                logits = self.mlm(input_ids=input_ids, attention_mask=attention_mask).logits
+                out = self.mlm(input_ids=input_ids, attention_mask=attention_mask,
+                               output_hidden_states=pooling != "sum")
                 pad = attention_mask.unsqueeze(-1) == 0
-                if pooling == "sum":
-                    return activate(logits).masked_fill(pad, 0.0).sum(dim=1).masked_fill(self.drop, 0.0)
-                logits = logits.masked_fill(pad, torch.finfo(logits.dtype).min)
-                best = logits.max(dim=1).values
-                # onnxruntime's ReduceMax drops a NaN outside the first row; a sum keeps it (and is NaN
-                # otherwise only beside a +inf logit, which fails the encoder's finite check anyway)
-                total = logits.sum(dim=1)
-                best = torch.where(torch.isnan(total), total, best)
+                if pooling == "sum":  # ReduceSum keeps NaN
+                    return activate(out.logits).masked_fill(pad, 0.0).sum(dim=1).masked_fill(self.drop, 0.0)
+                best = out.logits.masked_fill(pad, torch.finfo(out.logits.dtype).min).max(dim=1).values
+                # onnxruntime's ReduceMax drops a NaN outside the first row, so a text whose last hidden
+                # states are not finite is made NaN here, from a (batch, length, hidden) sum: a sum of
+                # the logits would cost one more (batch, length, vocab) pass, which shows on a short
+                # query. A NaN the head itself makes (NaN head weights) is in every token's row, the
+                # first included (tests/test_bad_inputs.py: a NaN decoder row, through onnxruntime).
+                hidden = out.hidden_states[-1].masked_fill(pad, 0.0).sum(dim=(1, 2)).unsqueeze(-1)
+                best = torch.where(torch.isfinite(hidden), best, torch.full_like(hidden, float("nan")))
                 return activate(best).masked_fill(self.drop, 0.0)
 
         return Graph().eval()
@@ -92,32 +95,50 @@ def export_onnx(model: str | model_io.ModelSource, output: str | Path, *, side: 
         raise ReproError(f"the {side} side is a {route.module} (no transformer): nothing to export to ONNX", route.path)
     tokenizer = model_io.load_tokenizer(route)
     mlm = model_io._loading(route.path, lambda: AutoModelForMaskedLM.from_pretrained(
-        route.path, local_files_only=True, attn_implementation="eager").eval())
+        route.path, local_files_only=True, attn_implementation="eager", dtype=model_io.LOAD_DTYPE).eval())
+    if int8:
+        _check_quantizable(mlm, route.path)
     vocab = mlm.config.vocab_size
     special = sorted(i for i in set(tokenizer.all_special_ids) if i is not None and 0 <= i < vocab)
     graph = _SpladeGraph.build(mlm, special, vocab, route.pooling, route.activation)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     fp32 = output.with_name(output.stem + ".fp32.tmp.onnx") if int8 else output.with_name(output.name + ".tmp")
+    tmp = output.with_name(output.name + ".tmp")
     ids = torch.tensor([[tokenizer.cls_token_id or 0] + [5] * 6 + [tokenizer.sep_token_id or 0]] * 2)
     mask = torch.ones_like(ids)
-    with torch.no_grad():
-        torch.onnx.export(
-            graph, (ids, mask), str(fp32), dynamo=False, opset_version=OPSET,
-            input_names=["input_ids", "attention_mask"], output_names=["weights"],
-            dynamic_axes={"input_ids": {0: "batch", 1: "length"}, "attention_mask": {0: "batch", 1: "length"},
-                          "weights": {0: "batch"}},
-        )
-    if int8:
-        from onnxruntime.quantization import QuantType, quantize_dynamic
+    try:  # a failed or interrupted export leaves no temporary file in the cache
+        with torch.no_grad():
+            torch.onnx.export(
+                graph, (ids, mask), str(fp32), dynamo=False, opset_version=OPSET,
+                input_names=["input_ids", "attention_mask"], output_names=["weights"],
+                dynamic_axes={"input_ids": {0: "batch", 1: "length"}, "attention_mask": {0: "batch", 1: "length"},
+                              "weights": {0: "batch"}},
+            )
+        if int8:
+            from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        tmp = output.with_name(output.name + ".tmp")
-        quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8)
-        fp32.unlink()
-        os.replace(tmp, output)
-    else:
-        os.replace(fp32, output)
+            quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8)
+        os.replace(tmp if int8 else fp32, output)
+    finally:
+        for leftover in (fp32, tmp):
+            leftover.unlink(missing_ok=True)
     return output
+
+
+def _check_quantizable(mlm: Any, path: str) -> None:
+    """int8 scales come from each weight's range: a NaN or inf weight has none (onnxruntime stops on
+    an assertion), so it is refused here, naming the tensor. (A -inf bias, masking an entry, is no
+    weight matrix and quantizes fine.)"""
+    import torch
+
+    for name, tensor in mlm.state_dict().items():
+        if not tensor.is_floating_point():
+            continue
+        bad = torch.isnan(tensor).any() or (tensor.dim() > 1 and not bool(torch.isfinite(tensor).all()))
+        if bool(bad):
+            raise ReproError(f"the model's weight {name} holds NaN or infinite values: int8 quantization "
+                             "needs finite weights (broken model weights)", path)
 
 
 class OnnxQueryEncoder(EncoderBase):
