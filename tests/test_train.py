@@ -283,6 +283,30 @@ def test_offline_hub_id_and_existing_output_are_clear_errors(tiny_mlm, tmp_path)
         run_training(make_cfg(tiny_mlm, tmp_path))
 
 
+def test_checkpoint_saved_in_bf16_trains_on_float32_weights(tiny_mlm, tmp_path):
+    """A plain MLM folder and a SparseEncoder folder saved in bf16: training starts from float32
+    master weights (bf16 training is autocast over them), the same values, upcast."""
+    import torch
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    from repro.testing import build_sparse_encoder
+    from repro.train.model import load_sparse_encoder
+
+    plain = tmp_path / "plain-bf16"
+    mlm = AutoModelForMaskedLM.from_pretrained(str(tiny_mlm)).to(torch.bfloat16)
+    mlm.save_pretrained(plain)
+    AutoTokenizer.from_pretrained(str(tiny_mlm)).save_pretrained(plain)
+    packaged = build_sparse_encoder(tmp_path / "st-bf16", plain)
+    expected = mlm.state_dict()["bert.embeddings.word_embeddings.weight"].float()
+    for folder in (plain, packaged):
+        model = load_sparse_encoder(str(folder), max_seq_length=32)
+        dtypes = {p.dtype for p in model.parameters()}
+        assert dtypes == {torch.float32}, (folder.name, dtypes)
+        embeddings = model.state_dict()
+        key = next(k for k in embeddings if k.endswith("word_embeddings.weight"))
+        assert torch.equal(embeddings[key], expected), folder.name
+
+
 @pytest.mark.slow
 def test_dev_evaluation_while_training_and_best_model(tiny_mlm, tmp_path):
     from sentence_transformers.sparse_encoder import SparseEncoder

@@ -17,6 +17,7 @@ import json
 import logging
 from pathlib import Path
 
+from repro.encode import model as model_io
 from repro.errors import ReproError
 
 log = logging.getLogger(__name__)
@@ -43,21 +44,25 @@ def load_sparse_encoder(name: str | Path, max_seq_length: int = 256, device: str
     from sentence_transformers.sparse_encoder import SparseEncoder
     from sentence_transformers.sparse_encoder.modules import SpladePooling
 
+    # float32 master weights whatever dtype the checkpoint was saved in (repro.encode.model.LOAD_DTYPE):
+    # bf16 training is autocast over them, never optimizer steps on 16-bit parameters
+    dtype = {"dtype": model_io.LOAD_DTYPE}
     path = Path(name)
     try:
         if path.is_dir():
             if _is_sparse_encoder_folder(path):
-                model = SparseEncoder(str(path), local_files_only=True, device=device)
+                model = SparseEncoder(str(path), local_files_only=True, device=device, model_kwargs=dtype)
                 model.max_seq_length = max_seq_length
                 return model
             if _is_mlm_folder(path):
-                transformer = Transformer(str(path), transformer_task="fill-mask", max_seq_length=max_seq_length)
+                transformer = Transformer(str(path), transformer_task="fill-mask", max_seq_length=max_seq_length,
+                                          model_kwargs=dtype)
                 return SparseEncoder(modules=[transformer, SpladePooling(pooling_strategy="max")], device=device)
             raise ReproError("not a SparseEncoder folder (modules.json) nor a *ForMaskedLM folder (config.json)", path)
         if path.exists():
             raise ReproError("expected a model folder", path)
         # Not a local folder: only an ID already in the local Hugging Face cache can work offline.
-        model = SparseEncoder(str(name), local_files_only=True, device=device)
+        model = SparseEncoder(str(name), local_files_only=True, device=device, model_kwargs=dtype)
         model.max_seq_length = max_seq_length
         return model
     except ReproError:
