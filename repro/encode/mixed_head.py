@@ -212,8 +212,10 @@ def segment_max(matrix: Any, lengths: Sequence[int], out: Any | None = None) -> 
 def bits_max(matrix: Any, lengths: Sequence[int], out: Any | None = None) -> Any:
     """segment_max of a 16-bit float matrix without NaN (the bf16 screen), through int16 views.
 
-    torch's bf16 amax on CPU converts element by element: on the AMD EPYC the screen's max ran at a
-    third of this speed (benchmarks/bench_encode.py). Read as int16, a float's bits order the
+    Against torch's bf16 amax, benchmarks/bench_encode.py times the whole mixed head with each, on
+    the AMD EPYC: 1.33x faster end to end in one 2026-12-04 run, equal within noise in four
+    2026-12-07 runs (docs/benchmarks.md). It is kept for that one host, and it costs nothing where it
+    does not help. Read as int16, a float's bits order the
     non-negative floats as the floats do (+0 lowest) and put every negative float below them, in
     reverse (larger magnitude, larger int). So where a column holds anything >= +0 the int16 max is
     the float max; where all is negative the float max has the smallest magnitude, the int16 min.
