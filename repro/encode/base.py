@@ -101,6 +101,14 @@ def _non_finite_row(weights: Any) -> int | None:
     return int(bad[0, 0]) if bad.numel() else None
 
 
+def refuse_non_finite(weights: Any, positions: Sequence[int]) -> None:
+    """Raise NonFiniteWeightsError for the first row of ``weights`` holding NaN or +-inf, naming
+    its text by ``positions[row]`` (its place in the encoder call), before quantization drops it."""
+    bad = _non_finite_row(weights)
+    if bad is not None:
+        raise NonFiniteWeightsError(positions[bad])
+
+
 class EncoderBase:
     """Texts -> quantized {token: weight}; subclasses set the attributes below and ``weights_ids``.
 
@@ -154,9 +162,7 @@ class EncoderBase:
         for start in range(0, len(todo), batch_size):
             chunk = todo[start : start + batch_size]
             weights = self._zero_specials(self.weights_ids([token_ids[i] for i in chunk]))
-            bad = _non_finite_row(weights)
-            if bad is not None:
-                raise NonFiniteWeightsError(chunk[bad])
+            refuse_non_finite(weights, chunk)
             rows, cols, vals = quantize(weights, factor)
             for r, c, v in zip(rows.tolist(), cols.tolist(), vals.tolist()):
                 out[chunk[r]][self.vocab[c]] = v

@@ -103,8 +103,8 @@ def export_onnx(model: str | model_io.ModelSource, output: str | Path, *, side: 
     graph = _SpladeGraph.build(mlm, special, vocab, route.pooling, route.activation)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    fp32 = output.with_name(output.stem + ".fp32.tmp.onnx") if int8 else output.with_name(output.name + ".tmp")
-    tmp = output.with_name(output.name + ".tmp")
+    tmp = output.with_name(output.name + ".tmp")  # the finished graph, renamed into place
+    fp32 = output.with_name(output.stem + ".fp32.tmp.onnx") if int8 else tmp  # int8: quantized from this one
     ids = torch.tensor([[tokenizer.cls_token_id or 0] + [5] * 6 + [tokenizer.sep_token_id or 0]] * 2)
     mask = torch.ones_like(ids)
     try:  # a failed or interrupted export leaves no temporary file in the cache
@@ -119,7 +119,7 @@ def export_onnx(model: str | model_io.ModelSource, output: str | Path, *, side: 
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
             quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8)
-        os.replace(tmp if int8 else fp32, output)
+        os.replace(tmp, output)
     finally:
         for leftover in (fp32, tmp):
             leftover.unlink(missing_ok=True)

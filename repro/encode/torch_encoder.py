@@ -19,9 +19,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from repro.encode import model as model_io
-from repro.encode.base import EncoderBase, clamp_max_length, quantize
+from repro.encode.base import EncoderBase, clamp_max_length, quantize, refuse_non_finite
 from repro.encode.mixed_head import SCREEN_ROWS, MixedHead, check_precision, resolve_precision, segment_max, text_chunks
-from repro.errors import NonFiniteWeightsError
 
 
 
@@ -271,8 +270,8 @@ class StaticQueryEncoder(EncoderBase):
         out: list[dict[str, int]] = []
         for position, ids in enumerate(token_ids):
             distinct = np.unique(np.asarray([t for t in ids if t not in special], dtype=np.int64))
-            if not np.isfinite(self._weights[distinct]).all():
-                raise NonFiniteWeightsError(position)
-            _, cols, vals = quantize(self._weights[distinct][None, :], factor)
+            weights = self._weights[distinct][None, :]
+            refuse_non_finite(weights, [position])
+            _, cols, vals = quantize(weights, factor)
             out.append({self.vocab[int(distinct[c])]: int(v) for c, v in zip(cols.tolist(), vals.tolist())})
         return out
