@@ -5,13 +5,16 @@ same threads, one process, interleaved repetitions; medians and the ratio. Also 
 quantized (x100) vectors are identical to sentence-transformers' after removing special tokens,
 and counts how many quantized weights bf16 moves. The mixed head is also timed with torch's bf16
 amax as its screen's max, in place of the int16 bit patterns (mixed_head.bits_max) it uses. The hardware limit: model FLOPs per text
-(common.flops_per_text) x docs/s, against the FLOP/s of a plain torch matmul of BERT-base's
-FFN shape measured in the same run (common.gemm_ceiling), the practical roof on this CPU.
+(common.flops_per_text) x docs/s, against the FLOP/s of one matmul of BERT-base's FFN shape
+measured in the same run with torch's BLAS and with oneDNN (common.gemm_ceiling), the faster being
+the practical roof on this CPU. Each repro path is also timed with BLAS linear layers
+(REPRO_CPU_LINEAR=blas, repro.encode.cpu_linear), torch's default and what sentence-transformers runs.
 
     .venv/bin/python benchmarks/bench_encode.py                 # splade-tiny + BERT-base-sized
     .venv/bin/python benchmarks/bench_encode.py --smoke         # seconds, for tests
     .venv/bin/python benchmarks/bench_encode.py --whole-process --passages ../shared/data/msmarco-passage-dl20-pool/corpus.jsonl
     .venv/bin/python benchmarks/bench_encode.py --fp32-emulation   # AMX: fp32 emulated by bf16 parts vs fp32
+    .venv/bin/python benchmarks/bench_encode.py --linear-kernels   # torch's BLAS vs oneDNN, the encoders' shapes
 
 ``--whole-process`` measures what a user runs: `repro encode` as a command (start-up imports,
 reading, tokenization, encoding, JSON shards, manifest hashing) against a Python process that loads
@@ -75,6 +78,8 @@ def bench_model(name: str, path: Path, texts: list[str], *, max_length: int, bat
     torch.set_num_threads(threads)
     ours = SpladeEncoder(str(path), max_length=max_length, device="cpu", threads=threads, precision="fp32")
     mixed = SpladeEncoder(str(path), max_length=max_length, device="cpu", threads=threads, precision="mixed")
+    with common.cpu_linear_kernel("blas"):  # torch's default (MKL) linear layers, what ST runs: the same-run baseline
+        mixed_blas = SpladeEncoder(str(path), max_length=max_length, device="cpu", threads=threads, precision="mixed")
     ours_bf16 = SpladeEncoder(str(path), max_length=max_length, device="cpu", threads=threads, dtype="bfloat16") if bf16 else None
     st = build_st(path, max_length)
     special = set(ours.special_ids)
@@ -86,10 +91,13 @@ def bench_model(name: str, path: Path, texts: list[str], *, max_length: int, bat
     check = compare(v_ours, v_st, ours.vocab, special)
     v_mixed = mixed.encode(texts, batch_size=batch_size)
     mixed_check = common.count_differences(zip(v_mixed, v_ours))
+    kernel_check = common.count_differences(zip(mixed_blas.encode(texts, batch_size=batch_size), v_mixed))
     candidates = {
         "sentence-transformers encode_document": lambda: st_vectors(st, texts, batch_size),
         "repro SpladeEncoder fp32": lambda: ours.encode(texts, batch_size=batch_size),
         "repro SpladeEncoder mixed (bf16 screen + exact fp32)": lambda: mixed.encode(texts, batch_size=batch_size),
+        "repro SpladeEncoder mixed, BLAS linear layers (REPRO_CPU_LINEAR=blas)":
+            lambda: mixed_blas.encode(texts, batch_size=batch_size),
     }
     if mixed.mixed is not None:  # the screen's max by torch's bf16 amax instead of int16 bit patterns
         from repro.encode.mixed_head import segment_max
@@ -111,7 +119,9 @@ def bench_model(name: str, path: Path, texts: list[str], *, max_length: int, bat
                     delattr(enc, attr)
             candidates[f"repro SpladeEncoder {label}, logits chunk {chunk} tokens"] = run
     if ours.encoder is not None:
-        candidates["(floor) transformer encoder forward alone, fp32"] = lambda: encoder_only(ours, texts, batch_size)
+        candidates[f"(floor) transformer encoder forward alone, fp32, {ours.linear_kernel}"] = \
+            lambda: encoder_only(ours, texts, batch_size)
+        candidates["(floor) transformer encoder forward alone, fp32, blas"] = lambda: encoder_only(mixed_blas, texts, batch_size)
     bf16_check = None
     if ours_bf16 is not None:
         v_bf = ours_bf16.encode(texts, batch_size=batch_size)
@@ -122,9 +132,11 @@ def bench_model(name: str, path: Path, texts: list[str], *, max_length: int, bat
     base = common.median(times["sentence-transformers encode_document"])
     ids, _ = ours.tokenize(texts)
     flops = common.flops_per_text(ours.model.config, sum(map(len, ids)) / n, sum(len(x) ** 2 for x in ids) / n)
-    roof = {"float32": common.gemm_ceiling("float32", threads)}
+    roofs = {"float32 blas": common.gemm_ceiling("float32", threads),
+             "float32 onednn": common.gemm_ceiling("float32", threads, kernel="onednn")}
+    roof = {"float32": max(roofs.values())}  # the faster kernel's rate: the roof any fp32 path could reach
     if bf16:
-        roof["bfloat16"] = common.gemm_ceiling("bfloat16", threads)
+        roof["bfloat16"] = roofs["bfloat16"] = common.gemm_ceiling("bfloat16", threads)
     rows = []
     for label, ts in times.items():
         med = common.median(ts)
@@ -136,8 +148,8 @@ def bench_model(name: str, path: Path, texts: list[str], *, max_length: int, bat
         rows.append({"model": name, "method": label, "median_s": med, "docs_per_s": n / med, "speedup": base / med,
                      "reps": len(ts), "gflops": flops * n / med / 1e9, "of_gemm_roof": flops * n / med / roof[dtype]})
     return {"model": name, "texts": n, "rows": rows, "st_equality": check, "bf16_vs_fp32": bf16_check,
-            "mixed_vs_fp32": mixed_check, "chunk_tokens": ours.CHUNK_TOKENS, "mixed_chunk_tokens": ours.MIXED_CHUNK_TOKENS,
-            "gflop_per_text": flops / 1e9, "gemm_roof_gflops": {k: v / 1e9 for k, v in roof.items()}}
+            "mixed_vs_fp32": mixed_check, "onednn_vs_blas": kernel_check, "chunk_tokens": ours.CHUNK_TOKENS, "mixed_chunk_tokens": ours.MIXED_CHUNK_TOKENS,
+            "gflop_per_text": flops / 1e9, "gemm_roof_gflops": {k: v / 1e9 for k, v in roofs.items()}}
 
 
 def encoder_only(encoder, texts: list[str], batch_size: int) -> None:
@@ -247,6 +259,14 @@ def _boundary_gap(model: Path, max_length: int, texts: dict[str, str], differing
     return max(abs(float(weights[row[d], column[t]]) % 1 - 0.5) for d, t in differing)
 
 
+def _paired_vectors(first: Path, second: Path) -> list[tuple[dict[str, int], dict[str, int]]]:
+    """The two collections' vectors, document by document (a document missing from one: empty)."""
+    from repro.formats.collection import iter_vectors
+
+    a, b = dict(iter_vectors(first)), dict(iter_vectors(second))
+    return [(a.get(d, {}), b.get(d, {})) for d in sorted(set(a) | set(b))]
+
+
 def whole_process(args) -> int:
     """`repro encode` vs a sentence-transformers process on the same passages: wall time and peak RSS."""
     import json
@@ -255,6 +275,8 @@ def whole_process(args) -> int:
     import statistics
     import subprocess
     import time
+
+    from repro.encode import cpu_linear
 
     model = (common.tiny_model(args.work) if args.model is None else
              common.bert_base_splade(args.work) if args.model == "base" else Path(args.model))
@@ -270,27 +292,34 @@ def whole_process(args) -> int:
             out.write(f"{record['id']}\t{' '.join(record['contents'].split())}\n")
             passages += 1
     repro_bin = Path(sys.executable).with_name("repro")
-    runs = {"repro encode": [], "sentence-transformers": []}
+    blas = "repro encode, REPRO_CPU_LINEAR=blas"  # torch's default linear layers: the oneDNN gain, same run
+    runs = {"repro encode": [], blas: [], "sentence-transformers": []}
+    outputs = {"repro encode": work / "out-repro", blas: work / "out-repro-blas",
+               "sentence-transformers": work / "out-sentence-transformers"}
     for rep in range(args.reps):
         for name in runs:
-            out = work / f"out-{name.split()[0]}"
+            out = outputs[name]
             shutil.rmtree(out, ignore_errors=True)
-            if name == "repro encode":
+            if name != "sentence-transformers":
                 cmd = [str(repro_bin), "encode", str(corpus), "-m", str(model), "-o", str(out), "--max-length",
                        str(args.max_length), "--batch-size", str(args.batch_size), "--threads", str(args.threads), "-q",
                        "--precision", args.precision]
             else:
                 cmd = [sys.executable, "-c", _ST_PROCESS, str(model), str(corpus), str(out), str(args.threads),
                        str(args.max_length), str(args.batch_size)]
+            env = {k: v for k, v in os.environ.items() if k != cpu_linear.ENV}  # repro's default: oneDNN
+            if name == blas:
+                env[cpu_linear.ENV] = "blas"
             with common.PeakWatcher() as peak:
                 started = time.perf_counter()
-                proc = subprocess.run(cmd, capture_output=True, text=True)
+                proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
                 seconds = time.perf_counter() - started
             if proc.returncode != 0:
                 print(proc.stderr[-2000:], file=sys.stderr)
                 return 1
             runs[name].append((seconds, peak.children_mib))
-    check = _compare_outputs(work / "out-repro", work / "out-sentence-transformers", model, args.max_length)
+    check = _compare_outputs(outputs["repro encode"], outputs["sentence-transformers"], model, args.max_length)
+    kernels = common.count_differences(_paired_vectors(outputs["repro encode"], outputs[blas]))
     phases_out = work / "phases.jsonl"
     phases = subprocess.run([sys.executable, "-c", _PHASES_PROCESS, str(model), str(corpus), str(phases_out),
                              str(args.threads), str(args.max_length), str(args.batch_size), args.precision],
@@ -321,7 +350,8 @@ def whole_process(args) -> int:
             f"(max |diff| {check['max_abs_diff']}{where}; {check['documents']} documents, {check['missing_documents']} "
             f"missing; special tokens dropped from sentence-transformers' output). `repro encode` ran with "
             f"--precision {args.precision}; threads {args.threads}, max length {args.max_length}, batch {args.batch_size}, "
-            f"{args.reps} interleaved repetitions.")
+            f"{args.reps} interleaved repetitions. oneDNN vs BLAS linear layers (the two repro rows): "
+            f"{kernels['differ']} of {kernels['weights']} weights differ (max |diff| {kernels['max_abs_diff']}).")
     print(table + "\n\n" + phase_table + "\n\n" + note)
     common.publish(args, f"Whole-process encoding, {passages} real MS MARCO passages ({model.name})",
                    table + "\n\n" + phase_table + "\n\n" + note)
@@ -393,6 +423,51 @@ def fp32_emulation(args) -> int:
     return 0
 
 
+def linear_kernels(args) -> int:
+    """torch's BLAS (MKL) against oneDNN (repro.encode.cpu_linear) on the encoders' product shapes:
+    GFLOP/s of each, interleaved, and each one's max error against float64 relative to the largest
+    entry; also whether oneDNN gives a row the same bits when it comes with fewer rows."""
+    import torch
+
+    from repro.encode.cpu_linear import onednn_works, prepared, product
+
+    if not onednn_works():
+        print("oneDNN's linear op is not usable in this torch: nothing to compare", file=sys.stderr)
+        return 1
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    shapes = {"BERT-base attention projection, 4096 tokens": (4096, 768, 768),
+              "BERT-base FFN in, 4096 tokens": (4096, 768, 3072),
+              "BERT-base FFN out, 4096 tokens": (4096, 3072, 768),
+              "BERT-base FFN in, one 24-token query": (24, 768, 3072),
+              "BERT-base MLM decoder, 128 token rows": (128, 768, 30522),
+              "splade-tiny FFN in, 4096 tokens": (4096, 128, 512),
+              "splade-tiny MLM decoder, 128 token rows": (128, 128, 30522)}
+    rows, same_bits = [], True
+    for label, (m, k, n) in shapes.items():
+        x, w = torch.randn(m, k), torch.randn(n, k) / k**0.5
+        packed = {kernel: prepared(w, kernel) for kernel in ("blas", "onednn")}
+        with torch.inference_mode():
+            exact = x.double() @ w.double().t()
+            errors = {kern: float((product(x, packed[kern], kern).double() - exact).abs().max() / exact.abs().max())
+                      for kern in packed}
+            fewer = product(x[: max(1, m // 3)], packed["onednn"], "onednn")
+            same_bits &= bool(torch.equal(fewer, product(x, packed["onednn"], "onednn")[: fewer.shape[0]]))
+            times = common.interleaved({kern: lambda kern=kern: product(x, packed[kern], kern) for kern in packed},
+                                       args.reps * 3)
+        rate = {kern: 2 * m * k * n / common.median(ts) / 1e9 for kern, ts in times.items()}
+        rows.append([label, f"{m}x{k} @ {k}x{n}", rate["blas"], rate["onednn"], rate["onednn"] / rate["blas"],
+                     f"{errors['blas']:.1e}", f"{errors['onednn']:.1e}"])
+    table = common.markdown_table(["product", "shape", "BLAS GFLOP/s", "oneDNN GFLOP/s", "oneDNN vs BLAS",
+                                   "BLAS max error", "oneDNN max error"], rows)
+    note = (f"{args.threads} threads, {args.reps * 3} interleaved repetitions, medians; error: max |product - float64| "
+            f"/ largest entry. oneDNN gives a row the same bits with a third of the rows: {same_bits}. "
+            f"Machine: {common.machine()}.")
+    print(table + "\n\n" + note)
+    common.publish(args, "fp32 linear layers: torch's BLAS vs oneDNN", table + "\n\n" + note)
+    return 0 if same_bits else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--texts", type=int, default=400, help="texts for splade-tiny")
@@ -411,10 +486,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precision", default="auto", help="--whole-process: repro encode's --precision")
     parser.add_argument("--fp32-emulation", action="store_true",
                         help="only time fp32 emulated by bf16 parts on AMX against plain fp32 (see fp32_emulation)")
+    parser.add_argument("--linear-kernels", action="store_true",
+                        help="only time torch's BLAS against oneDNN on the encoders' product shapes (see linear_kernels)")
     common.add_run_options(parser)
     args = parser.parse_args(argv)
     if args.fp32_emulation:
         return fp32_emulation(args)
+    if args.linear_kernels:
+        if args.smoke:
+            args.reps = 1
+        return linear_kernels(args)
     if args.whole_process:
         if args.passages is None:
             parser.error("--whole-process needs --passages FILE.jsonl")
@@ -455,6 +536,9 @@ def main(argv: list[str] | None = None) -> int:
         notes.append(f"{res['model']}: mixed vs fp32 (ours): {mx['differ']} of {mx['weights']} weights differ "
                      f"(max |diff| {mx['max_abs_diff']}); logits chunk {res['chunk_tokens']} tokens "
                      f"(fp32), {res['mixed_chunk_tokens']} (mixed)")
+        kc = res["onednn_vs_blas"]
+        notes.append(f"{res['model']}: mixed, oneDNN vs BLAS linear layers: {kc['differ']} of {kc['weights']} weights "
+                     f"differ (max |diff| {kc['max_abs_diff']})")
         if res["bf16_vs_fp32"]:
             bf = res["bf16_vs_fp32"]
             notes.append(f"{res['model']}: bf16 vs fp32: {bf['differ']} of {bf['weights']} weights differ "

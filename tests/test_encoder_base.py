@@ -56,21 +56,28 @@ def test_max_length_below_two_is_refused_in_one_line(tiny_mlm, tmp_path):
         SpladeEncoder(str(tiny_mlm), max_length=1, device="cpu", side="query")
 
 
-def test_decoded_max_across_the_chunk_boundary_is_bit_identical(tiny_mlm):
+@pytest.mark.parametrize("kernel", ["onednn", "blas"])
+def test_decoded_max_across_the_chunk_boundary_is_bit_identical(tiny_mlm, monkeypatch, kernel):
     """The fast head (bias once after the max, chunked products, amax per text) gives the bits of
-    Linear-with-bias per token then the max, computed on the same rows per matrix product.
+    Linear-with-bias per token then the max, computed on the same rows per matrix product, with
+    either CPU linear kernel (repro.encode.cpu_linear) doing both.
 
-    "The same rows" matters: MKL rounds a product row differently by how many rows the call holds
+    "The same rows" matters for BLAS: MKL rounds a product row differently by how many rows the call holds
     (here calls of a few rows take another kernel: the texts under 12 tokens below), so one
     head over the whole batch can differ from the chunked one in the last bit, as sentence-transformers'
     head over the padded batch does. That part is bounded below, and counted against ST elsewhere."""
     import torch
     import torch.nn.functional as F
 
+    from repro.encode import cpu_linear
     from repro.encode.mixed_head import text_chunks
     from repro.encode.torch_encoder import SpladeEncoder
 
+    if kernel == "onednn" and not cpu_linear.onednn_works():
+        pytest.skip("this torch has no usable oneDNN linear op")
+    monkeypatch.setenv(cpu_linear.ENV, kernel)
     enc = SpladeEncoder(str(tiny_mlm), max_length=512, device="cpu")
+    assert enc.linear_kernel == kernel
     texts = [LONG[: 1500 + 97 * i] for i in range(10)] + ["a short one", "python"]
     ids, _ = enc.tokenize(texts)
     lengths = [len(i) for i in ids]
@@ -79,10 +86,14 @@ def test_decoded_max_across_the_chunk_boundary_is_bit_identical(tiny_mlm):
     with torch.no_grad():  # a random model's decoder bias is all zeros: give it values to move
         bias.copy_(torch.randn(bias.shape, generator=torch.Generator().manual_seed(0)) * 0.3)
 
-    def per_token_head(real):  # the bias inside each product, every (token, vocab) logit kept
+    def linear(x):  # the bias inside the product, by the kernel under test
+        if kernel == "onednn":
+            return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+        return F.linear(x, weight, bias)
+
+    def per_token_head(real):  # every (token, vocab) logit kept
         hidden = transform(real)
-        return torch.cat([F.linear(hidden[start : start + rows], weight, bias)
-                          for _, _, start, rows in text_chunks(lengths, enc.CHUNK_TOKENS)])
+        return torch.cat([linear(hidden[start : start + rows]) for _, _, start, rows in text_chunks(lengths, enc.CHUNK_TOKENS)])
 
     def reference():
         enc.decoder, enc.head = None, per_token_head

@@ -217,7 +217,8 @@ def encode_corpus(
             vectors = encoder.encode([d.text for d in docs], factor=factor, batch_size=batch_size,
                                      names=[d.id for d in docs], kind="document")
             facts = {k: v - before[k] for k, v in asdict(encoder.stats).items() if k in ("empty", "truncated", "quantized_empty")}
-            writer.submit(index, docs, vectors, {**facts, "precision": encoder.precision})
+            writer.submit(index, docs, vectors, {**facts, "precision": encoder.precision,
+                                                 "linear_kernel": encoder.linear_kernel})
             bar.update(len(docs))
         if total_docs == 0:
             raise BadInputError("corpus has no documents", source)
@@ -374,6 +375,8 @@ def _finish(
         quantized_to_nothing=totals["quantized_empty"],
         truncated_documents=totals["truncated"],
         head_precision=sorted(shard_heads(shards)),  # mixed: repro.encode.mixed_head
+        # onednn or blas (repro.encode.cpu_linear); shards from before the choice ran torch's BLAS
+        linear_kernel=sorted({s.get("linear_kernel", "blas") for s in shards}),
         empty_token=EMPTY_TOKEN,
         bad_utf8_lines=read_counts.bad_utf8_lines,
         first_bad_utf8_line=read_counts.first_bad_utf8,

@@ -23,10 +23,13 @@ with m16 = max_t L16. An entry whose bound plus its bias stays below expm1(0.5 /
 quantizes to 0 in fp32 as well, so it needs no recomputation. Every other entry of the text is
 recomputed exactly.
 
-A quantized weight can still differ from the plain fp32 path by one unit. This happens only when
-w x factor lies within fp32's own summation-order error of a .5 boundary: a different product
-kernel sums the same 128 terms in another order. tests/test_mixed_precision.py counts these
-cases and checks that each one is such a flip.
+Both products go through the encoder's CPU linear kernel (repro.encode.cpu_linear). With oneDNN,
+the CPU default, an entry gets the same bits whether it is computed in the fp32 head's full product
+or in the recompute's product over the gathered rows, so the two heads agree exactly
+(tests/test_cpu_linear.py). With BLAS (MKL), which rounds by the shape of the call, a quantized
+weight can differ from the plain fp32 path by one unit, only where w x factor lies within fp32's
+own summation-order error of a .5 boundary. tests/test_mixed_precision.py counts these cases and
+checks that each one is such a flip.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ import contextlib
 import math
 from collections.abc import Iterator, Sequence
 from typing import Any
+
+from repro.encode.cpu_linear import prepared, product
 
 BF16_UNIT = 2.0**-8  # unit roundoff of bfloat16: 8 significand bits
 FP32_UNIT = 2.0**-24
@@ -118,11 +123,13 @@ def _full_precision_reductions(device_type: str) -> Iterator[None]:
 class MixedHead:
     """Per-text max over tokens of ``hidden @ weight.T`` (+ bias): exact fp32 wherever it can be nonzero."""
 
-    def __init__(self, weight: Any, bias: Any | None) -> None:
+    def __init__(self, weight: Any, bias: Any | None, kernel: str = "blas") -> None:
+        """``kernel``: the encoder's (repro.encode.cpu_linear), for the screen and the recompute alike."""
         import torch
 
+        self.kernel = kernel
         self.weight = weight.float()
-        self.weight16 = weight.to(torch.bfloat16)
+        self.weight16 = prepared(weight.to(torch.bfloat16), kernel)
         self.row_norms = self.weight.norm(dim=1)
         self.bias = bias.float() if bias is not None else torch.zeros(weight.shape[0], device=weight.device)
         self.a, self.c = bound_coefficients(weight.shape[1])
@@ -158,7 +165,7 @@ class MixedHead:
     def _chunk(self, x: Any, lengths: Sequence[int], out: Any, threshold: float) -> None:
         import torch
 
-        screen = torch.mm(x.to(torch.bfloat16), self.weight16.t())  # (rows, vocab) bf16
+        screen = product(x.to(torch.bfloat16), self.weight16, self.kernel)  # (rows, vocab) bf16
         norms = x.norm(dim=1)
         m16 = self.screen_max(screen, lengths).float()  # (texts, vocab)
         xmax = torch.stack([norms[o : o + n].max() for o, n in zip(_offsets(lengths), lengths)])
@@ -170,7 +177,7 @@ class MixedHead:
         union = wanted.nonzero(as_tuple=True)[0]  # one product for the chunk: faster than one per text
         if union.numel() == 0:
             return
-        exact = torch.mm(x, self.weight[union].t())  # (rows, |union|) fp32
+        exact = product(x, self.weight[union], self.kernel)  # (rows, |union|) fp32
         out[:, union] = segment_max(exact, lengths) + self.bias[union]
         self.recomputed += int(mask.sum())
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from repro.encode import model as model_io
 from repro.encode.base import EncoderBase, clamp_max_length, quantize, refuse_non_finite
+from repro.encode.cpu_linear import product, route_linears, wanted_kernel, will_route
 from repro.encode.mixed_head import SCREEN_ROWS, MixedHead, check_precision, resolve_precision, segment_max, text_chunks
 
 
@@ -76,24 +77,31 @@ class SpladeEncoder(EncoderBase):
 
         super().__init__()
         check_precision(precision)  # an unknown name fails before the model loads
+        wanted_kernel()  # so does an unknown $REPRO_CPU_LINEAR
         if threads:
             torch.set_num_threads(threads)
         self.source = model_io.resolve(model)
         self.side = side
         self.route = self.source.route(side)
-        self.tokenizer, self.model = model_io.load(self.source, side)
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.dtype = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+        in_memory = will_route(self.device.type, self.dtype is None)  # see model_io.load
+        self.tokenizer, self.model = model_io.load(self.source, side, in_memory=in_memory)
         self.pooling, self.activation = self.route.pooling, self.route.activation
         self.prompt = self.source.prompts.get(side, "")
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model.to(self.device)
         # Explicit > the model's own (legacy max_seq_length, else the tokenizer's); never past the
         # position embeddings (512 for BERT).
         positions = getattr(self.model.config, "max_position_embeddings", None)
         own = model_io.default_max_length(self.route, self.tokenizer, positions)
         self.max_length = clamp_max_length(max_length, own, positions)
-        self.dtype = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
         self.encoder, self.head = _mlm_head(self.model)
         self.decoder = _split_decoder(self.model, self.head)
+        # After the decoder split, which keeps the (tied) decoder weight for the heads' own products.
+        layers = [self.encoder if self.encoder is not None else self.model]
+        if self.decoder is not None and isinstance(self.decoder[0], torch.nn.Module):
+            layers.append(self.decoder[0])
+        self.linear_kernel = route_linears(layers, self.device.type, self.dtype is None)
         self.vocab = self.tokenizer.convert_ids_to_tokens(list(range(self.model.config.vocab_size)))
         special = set(self.tokenizer.all_special_ids)
         self.special_ids = sorted(i for i in special if i is not None and 0 <= i < len(self.vocab))
@@ -108,7 +116,7 @@ class SpladeEncoder(EncoderBase):
         wanted = resolve_precision(precision, int(getattr(self.model.config, "hidden_size", 0) or 0), self.device.type)
         if wanted == "mixed" and self.decoder is not None and self.pooling == "max" \
                 and self.activation == "relu" and self.dtype is None:
-            self.mixed = MixedHead(self.decoder[1], self.decoder[2])
+            self.mixed = MixedHead(self.decoder[1], self.decoder[2], self.linear_kernel)
         self.precision = "mixed" if self.mixed is not None else "fp32"
         return self.precision
 
@@ -179,10 +187,11 @@ class SpladeEncoder(EncoderBase):
         - The vocabulary bias is constant over tokens, so max_t(x_t.W + b) = max_t(x_t.W) + b, and
           float addition is monotone, so adding it once per (text, vocab) after the max gives the
           same bits as adding it per (token, vocab) inside the matmul, given the same products
-          (checked in tests). BLAS itself may round a product row differently with the number of
-          rows in the call (MKL here: calls of a few rows), so head-then-max over a whole batch at once
-          can differ from this in the last bit, as sentence-transformers' head over the padded
-          batch does: summation order, within 1e-6 here, counted where it moves a weight;
+          (checked in tests). MKL may round a product row differently with the number of rows in
+          the call (calls of a few rows take another kernel), so with BLAS head-then-max over a
+          whole batch at once can differ from this in the last bit, as sentence-transformers' head
+          over the padded batch does: summation order, within 1e-6 here, counted where it moves a
+          weight. oneDNN (the CPU default, repro.encode.cpu_linear) rounds a row the same in any call;
         - the (tokens x vocab) product is made for a few texts at a time (at most CHUNK_TOKENS rows):
           bounded memory (a batch of 32 x 256 tokens would be 1 GB at once) and cache-warm maxima;
         - one amax per text over its rows, written in place (with torch 2.13 on CPU 12% faster
@@ -192,13 +201,14 @@ class SpladeEncoder(EncoderBase):
 
         transform, weight, bias = self.decoder
         hidden = transform(real)
-        weight_t = weight.t()
+        # autocast (--dtype bfloat16/float16) does not cast ops given out=, and oneDNN takes none:
+        # those make a fresh product per chunk; fp32 BLAS writes into one reused buffer.
+        reuse = self.dtype is None and self.linear_kernel == "blas"
         best = None
         for row, stop, start, rows in text_chunks(lengths, self.CHUNK_TOKENS):
             part = hidden[start : start + rows]
-            # autocast (--dtype bfloat16/float16) does not cast ops given out=: those take a fresh product
-            logits = (torch.mm(part, weight_t) if self.dtype is not None
-                      else torch.mm(part, weight_t, out=self._logits_buffer(rows, weight.shape[0], part)))
+            out = self._logits_buffer(rows, weight.shape[0], part) if reuse else None
+            logits = product(part, weight, self.linear_kernel, out=out)
             if best is None:  # the product's dtype: under CUDA autocast the transform's output is fp32
                 best = torch.empty((len(lengths), logits.shape[1]), dtype=logits.dtype, device=logits.device)
             segment_max(logits, lengths[row:stop], out=best[row:stop])
