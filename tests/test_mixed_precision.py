@@ -21,7 +21,7 @@ def _compare(encoder, texts: list[str], batch_size: int = 32) -> dict[str, int]:
     from repro.encode.mixed_head import MixedHead
 
     transform, weight, bias = encoder.decoder
-    head = MixedHead(weight, bias)
+    head = MixedHead(weight, bias, encoder.linear_kernel)  # the kernel of the fp32 head it is compared with
     ids, _ = encoder.tokenize(texts)
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     counts = {"weights": 0, "flips": 0, "chunks": 0, "empty": 0}

@@ -1,9 +1,9 @@
 """The encoder's fp32 Linear layers through oneDNN on the CPU, instead of torch's BLAS (MKL).
 
 Why: torch's CPU build sends ``nn.Linear`` to MKL's sgemm. On the 2-core AMD EPYC here that runs
-BERT-base's GEMM shapes at 80-180 GFLOP/s against 150-380 for oneDNN's fp32 matmul (both in
-torch's own wheel; ``benchmarks/bench_encode.py --linear-kernels`` times them side by side), so
-the BERT-base-sized transformer encoder runs about 2x faster. The arithmetic stays fp32; only the
+the encoders' product shapes at 115-183 GFLOP/s against 265-424 for oneDNN's fp32 matmul (both in
+torch's own wheel; ``benchmarks/bench_encode.py --linear-kernels``, docs/benchmarks.md 2026-12-08),
+so the BERT-base-sized transformer encoder runs about 2x faster. The arithmetic stays fp32; only the
 order in which each dot product is summed changes, so a quantized weight can move by one unit only
 where w x factor lies at a .5 boundary (tests/test_cpu_linear.py counts those). oneDNN also
 rounds a row the same whatever the number of rows in the call, which MKL does not.
@@ -59,7 +59,9 @@ def onednn_works() -> bool:
         return False
 
 
+@functools.lru_cache(maxsize=1)
 def _onednn_linear_class() -> type:
+    """The module class, made once (torch is imported only when layers are switched)."""
     import torch
 
     class OneDnnLinear(torch.nn.Module):
@@ -69,8 +71,7 @@ def _onednn_linear_class() -> type:
             super().__init__()
             self.in_features, self.out_features = linear.in_features, linear.out_features
             self.post_op = post_op  # "gelu": the exact (erf) GELU applied by oneDNN to the product
-            weight = linear.weight.detach()
-            self.register_buffer("packed", torch.ops.mkldnn._reorder_linear_weight(weight), persistent=False)
+            self.register_buffer("packed", prepared(linear.weight, "onednn"), persistent=False)
             bias = linear.bias.detach() if linear.bias is not None else None
             self.register_buffer("bias", bias, persistent=False)
 
@@ -101,32 +102,33 @@ def _is_exact_gelu(module: Any) -> bool:
 
 
 def will_route(device_type: str, float32: bool) -> bool:
-    """Whether route_linears will switch the layers (asked for, on the CPU, in fp32, and working)."""
+    """Whether the layers are to be switched: oneDNN asked for ($REPRO_CPU_LINEAR), on the CPU, in
+    fp32 (autocast dtypes would not cast this op; CUDA has its own kernels), and the op working."""
     return wanted_kernel() == "onednn" and device_type == "cpu" and float32 and onednn_works()
 
 
-def route_linears(modules: list[Any], device_type: str, float32: bool) -> str:
-    """Switch every fp32 nn.Linear inside ``modules`` (in place) to oneDNN where that is wanted and
-    works; returns the kernel the layers now use (``onednn`` or ``blas``). CUDA, autocast dtypes
-    (which would not cast this op) and ``REPRO_CPU_LINEAR=blas`` keep torch's own layers."""
+def _is_fp32_linear(module: Any) -> bool:
     import torch
 
-    if not will_route(device_type, float32):
-        return "blas"
+    return type(module) is torch.nn.Linear and module.weight.dtype == torch.float32
+
+
+def route_linears(modules: list[Any]) -> None:
+    """Switch every fp32 nn.Linear inside ``modules`` to oneDNN, in place (callers ask will_route first)."""
+    import torch
+
     cls = _onednn_linear_class()
-    fp32_linear = lambda m: type(m) is torch.nn.Linear and m.weight.dtype == torch.float32  # noqa: E731
     for root in modules:
         for parent in list(root.modules()):
             # Linear then exact GELU: one oneDNN call (the GELU pass was 10% of a BERT-base encode).
             for linear, activation in _LINEAR_THEN_ACTIVATION:
                 lin, act = getattr(parent, linear, None), getattr(parent, activation, None)
-                if isinstance(lin, torch.nn.Module) and fp32_linear(lin) and _is_exact_gelu(act):
+                if _is_fp32_linear(lin) and _is_exact_gelu(act):
                     setattr(parent, linear, cls(lin, "gelu"))
                     setattr(parent, activation, torch.nn.Identity())
             for name, child in list(parent.named_children()):
-                if fp32_linear(child):
+                if _is_fp32_linear(child):
                     setattr(parent, name, cls(child))
-    return "onednn"
 
 
 def prepared(weight: Any, kernel: str) -> Any:

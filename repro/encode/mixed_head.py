@@ -51,8 +51,10 @@ PRECISIONS = ("auto", "fp32", "mixed")
 # - AMX tiles (a 2-core Xeon): the screen pays off for a wide hidden state (BERT-base-sized, 768: 13%
 #   faster) and loses for a narrow one (splade-tiny, 128: 26% slower), fp32 GEMMs being fast there
 #   (measured before the int16 screen max and the 512-row screen; not re-measured since);
-# - AVX512-bf16 without AMX (a 2-core AMD EPYC): fp32 GEMMs run at half the Xeon's rate and the screen
-#   wins at both widths (splade-tiny 2.26x, BERT-base-sized 1.23x faster, with the int16 max).
+# - AVX512-bf16 without AMX (a 2-core AMD EPYC): the screen wins at both widths. With MKL's fp32 GEMMs
+#   (half the Xeon's rate): splade-tiny 2.26x, BERT-base-sized 1.23x faster, with the int16 max. With
+#   oneDNN's (repro.encode.cpu_linear, 2026-12-08): splade-tiny 0.668 s vs 1.03 s, BERT-base-sized
+#   2.50 s vs 2.84 s (docs/benchmarks.md).
 # GPUs stay on fp32 until benchmarks/bench_gpu.py has measured them.
 AUTO_MIXED_MIN_HIDDEN = {"amx": 512, "avx512_bf16": 0}
 # Token rows per bf16 screen product: 512 rows (31 MB at vocab 30522) fit a 32 MB L3 for the max that

@@ -20,7 +20,7 @@ from typing import Any
 
 from repro.encode import model as model_io
 from repro.encode.base import EncoderBase, clamp_max_length, quantize, refuse_non_finite
-from repro.encode.cpu_linear import product, route_linears, wanted_kernel, will_route
+from repro.encode.cpu_linear import product, route_linears, will_route
 from repro.encode.mixed_head import SCREEN_ROWS, MixedHead, check_precision, resolve_precision, segment_max, text_chunks
 
 
@@ -77,7 +77,6 @@ class SpladeEncoder(EncoderBase):
 
         super().__init__()
         check_precision(precision)  # an unknown name fails before the model loads
-        wanted_kernel()  # so does an unknown $REPRO_CPU_LINEAR
         if threads:
             torch.set_num_threads(threads)
         self.source = model_io.resolve(model)
@@ -85,8 +84,10 @@ class SpladeEncoder(EncoderBase):
         self.route = self.source.route(side)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.dtype = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
-        in_memory = will_route(self.device.type, self.dtype is None)  # see model_io.load
-        self.tokenizer, self.model = model_io.load(self.source, side, in_memory=in_memory)
+        # Before the model loads, so an unknown $REPRO_CPU_LINEAR fails first. oneDNN layers replace the
+        # weights by reordered copies, so the file is read in, not mapped (model_io.load).
+        onednn = will_route(self.device.type, self.dtype is None)
+        self.tokenizer, self.model = model_io.load(self.source, side, in_memory=onednn)
         self.pooling, self.activation = self.route.pooling, self.route.activation
         self.prompt = self.source.prompts.get(side, "")
         self.model.to(self.device)
@@ -101,7 +102,9 @@ class SpladeEncoder(EncoderBase):
         layers = [self.encoder if self.encoder is not None else self.model]
         if self.decoder is not None and isinstance(self.decoder[0], torch.nn.Module):
             layers.append(self.decoder[0])
-        self.linear_kernel = route_linears(layers, self.device.type, self.dtype is None)
+        if onednn:
+            route_linears(layers)
+        self.linear_kernel = "onednn" if onednn else "blas"  # repro.encode.cpu_linear
         self.vocab = self.tokenizer.convert_ids_to_tokens(list(range(self.model.config.vocab_size)))
         special = set(self.tokenizer.all_special_ids)
         self.special_ids = sorted(i for i in special if i is not None and 0 <= i < len(self.vocab))
